@@ -1,0 +1,1 @@
+"""tap-manufacturing: a Singer tap over the pen factory's production databases."""

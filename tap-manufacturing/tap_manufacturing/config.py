@@ -1,0 +1,229 @@
+"""Turn the tap's config dict into frozen, validated settings (pure: no database here).
+
+Every value Meltano forwards from an unset `$VAR` arrives as null or an empty string, so a
+field that is absent, null or `""` takes its default. Error messages name the source and the
+setting and never quote a password.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_SOURCES = ("refills", "bodies", "springs")
+REPLICATION_METHODS = ("FULL_TABLE", "INCREMENTAL")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SOURCE_FIELDS = (
+    "host",
+    "port",
+    "database",
+    "user",
+    "password",
+    "schema",
+    "table",
+    "sslmode",
+    "connect_timeout",
+    "replication_method",
+    "replication_key",
+)
+_STREAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+DEFAULT_FETCH_SIZE = 20_000
+DEFAULT_PROGRESS_INTERVAL = 5.0
+DEFAULT_STATE_INTERVAL = 10_000
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the source and the setting, never a password."""
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """How to reach one source database and which table to read from it."""
+
+    name: str
+    host: str = "localhost"
+    port: int = 5432
+    database: str = ""
+    user: str = "postgres"
+    password: str | None = None
+    schema: str = "public"
+    table: str = ""
+    sslmode: str = "prefer"
+    connect_timeout: int = 10
+    replication_method: str = "FULL_TABLE"
+    replication_key: str | None = None
+
+    def describe(self) -> str:
+        """Where this source lives, for log and error lines (never the password)."""
+        return (
+            f"source '{self.name}' (host={self.host} port={self.port} "
+            f"database={self.database} user={self.user})"
+        )
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the driver's connect()."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.database,
+            "user": self.user,
+            "sslmode": self.sslmode,
+            "connect_timeout": self.connect_timeout,
+            "application_name": f"tap-manufacturing:{self.name}",
+        }
+        if self.password is not None:
+            kwargs["password"] = self.password
+        return kwargs
+
+    def __repr__(self) -> str:
+        """Like the dataclass repr, with the password masked."""
+        return f"SourceSettings({self.describe()}, schema={self.schema}, table={self.table})"
+
+
+@dataclass(frozen=True)
+class TapSettings:
+    """All settings of one tap run."""
+
+    sources: tuple[SourceSettings, ...]
+    fetch_size: int = DEFAULT_FETCH_SIZE
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    state_interval: int = DEFAULT_STATE_INTERVAL
+
+    def source(self, name: str) -> SourceSettings:
+        """The settings of the source named `name`."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        configured = ", ".join(s.name for s in self.sources)
+        msg = f"stream '{name}' is not a configured source (configured: {configured})"
+        raise ConfigError(msg)
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def _text(source: str, setting: str, value: object, default: str) -> str:
+    if _blank(value):
+        return default
+    if not isinstance(value, str):
+        msg = f"source '{source}': setting '{setting}' must be a string"
+        raise ConfigError(msg)
+    return value
+
+
+def _integer(where: str, setting: str, value: object, default: int, low: int, high: int) -> int:
+    if _blank(value):
+        return default
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
+        number = int(value.strip())
+    if number is None or not low <= number <= high:
+        msg = f"{where}: setting '{setting}' must be an integer from {low} to {high}, got {value!r}"
+        raise ConfigError(msg)
+    return number
+
+
+def _choice(source: str, setting: str, value: object, default: str, allowed: tuple) -> str:
+    text = _text(source, setting, value, default)
+    normalised = text.upper() if setting == "replication_method" else text.lower()
+    if normalised not in allowed:
+        msg = (
+            f"source '{source}': setting '{setting}' must be one of {', '.join(allowed)}, "
+            f"got {text!r}"
+        )
+        raise ConfigError(msg)
+    return normalised
+
+
+def parse_source(name: str, raw: object) -> SourceSettings:
+    """Validate one source's settings and fill in the defaults."""
+    if not _STREAM_NAME.match(name):
+        msg = (
+            f"source '{name}': the source name is used as the stream name and must start "
+            "with a letter or underscore and contain only letters, digits, '_' and '-'"
+        )
+        raise ConfigError(msg)
+    if _blank(raw):
+        raw = {}
+    if not isinstance(raw, Mapping):
+        msg = f"source '{name}': settings must be an object with host, port, database, ..."
+        raise ConfigError(msg)
+    unknown = sorted(set(raw) - set(SOURCE_FIELDS))
+    if unknown:
+        msg = (
+            f"source '{name}': unknown setting(s) {', '.join(map(repr, unknown))}; "
+            f"known settings: {', '.join(SOURCE_FIELDS)}"
+        )
+        raise ConfigError(msg)
+    password = raw.get("password")
+    if isinstance(password, (int, float)) and not isinstance(password, bool):
+        password = str(password)
+    elif password is not None and not isinstance(password, str):
+        msg = f"source '{name}': setting 'password' must be a string"
+        raise ConfigError(msg)
+    where = f"source '{name}'"
+    method = _choice(
+        name, "replication_method", raw.get("replication_method"), "FULL_TABLE",
+        REPLICATION_METHODS,
+    )  # fmt: skip
+    key = _text(name, "replication_key", raw.get("replication_key"), "") or None
+    if method == "INCREMENTAL" and key is None:
+        msg = (
+            f"source '{name}': setting 'replication_key' is required when "
+            "'replication_method' is INCREMENTAL (e.g. updated_at)"
+        )
+        raise ConfigError(msg)
+    return SourceSettings(
+        name=name,
+        host=_text(name, "host", raw.get("host"), "localhost"),
+        port=_integer(where, "port", raw.get("port"), 5432, 1, 65535),
+        database=_text(name, "database", raw.get("database"), name),
+        user=_text(name, "user", raw.get("user"), "postgres"),
+        password=None if _blank(password) else password,
+        schema=_text(name, "schema", raw.get("schema"), "public"),
+        table=_text(name, "table", raw.get("table"), f"{name}_production"),
+        sslmode=_choice(name, "sslmode", raw.get("sslmode"), "prefer", SSL_MODES),
+        connect_timeout=_integer(where, "connect_timeout", raw.get("connect_timeout"), 10, 1, 3600),
+        replication_method=method,
+        replication_key=key,
+    )
+
+
+def parse_settings(config: Mapping[str, Any]) -> TapSettings:
+    """Validate the whole config; defaults to the three factory sources."""
+    raw_sources = config.get("sources")
+    if _blank(raw_sources) or raw_sources == {}:
+        raw_sources = {name: {} for name in DEFAULT_SOURCES}
+    if not isinstance(raw_sources, Mapping):
+        msg = "setting 'sources' must be an object keyed by source name"
+        raise ConfigError(msg)
+    sources = tuple(parse_source(str(name), raw) for name, raw in raw_sources.items())
+    fetch_size = _integer("tap", "fetch_size", config.get("fetch_size"), DEFAULT_FETCH_SIZE, 1,
+                          10_000_000)  # fmt: skip
+    interval = config.get("progress_interval")
+    if _blank(interval):
+        progress_interval = DEFAULT_PROGRESS_INTERVAL
+    else:
+        try:
+            progress_interval = float(interval)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            progress_interval = -1.0
+        if not progress_interval > 0:
+            msg = f"tap: setting 'progress_interval' must be a positive number, got {interval!r}"
+            raise ConfigError(msg)
+    state_interval = _integer(
+        "tap", "state_interval", config.get("state_interval"), DEFAULT_STATE_INTERVAL, 1,
+        100_000_000,
+    )  # fmt: skip
+    return TapSettings(
+        sources=sources,
+        fetch_size=fetch_size,
+        progress_interval=progress_interval,
+        state_interval=state_interval,
+    )

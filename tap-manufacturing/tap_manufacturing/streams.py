@@ -1,0 +1,274 @@
+"""ManufacturingStream: read one source table and write it as Singer messages.
+
+The fast path lets PostgreSQL render every row as JSON (`row_to_json`) inside a
+REPEATABLE READ READ ONLY transaction, fetches it from a server-side cursor in large
+batches, and writes RECORD lines by concatenating bytes around the server-made JSON: no
+per-row dict and no per-row encoding. When the user configured stream maps or flattening,
+or the SDK runs a dry run with a record limit, rows are decoded (floats as Decimal, so no
+digit is lost) and handed to the SDK's own per-record path instead.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import psycopg2
+import psycopg2.extensions
+from singer_sdk import SQLStream
+from singer_sdk.helpers._typing import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib import ActivateVersionMessage
+
+from tap_manufacturing.client import ManufacturingConnector, SourceError, connect, describe_error
+from tap_manufacturing.discovery import TableInfo, TableNotFound, describe_table
+from tap_manufacturing.output import DECODER, SingerOutput, encode
+from tap_manufacturing.types import select_expression
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context, Record
+
+try:  # Python 3.12+
+    from typing import override
+except ImportError:  # pragma: no cover
+    from typing_extensions import override
+
+
+def quote_ident(name: str) -> str:
+    """A PostgreSQL identifier in double quotes."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class ManufacturingStream(SQLStream):
+    """One source table as one Singer stream (the stream name is the source name)."""
+
+    connector_class = ManufacturingConnector
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+    """PostgreSQL already rendered every value in its exact JSON form; nothing to conform."""
+
+    def __init__(
+        self,
+        tap: Any,
+        catalog_entry: dict,
+        connector: ManufacturingConnector,
+    ) -> None:
+        """Bind the stream to its source and take replication settings from its entry."""
+        super().__init__(tap=tap, catalog_entry=catalog_entry, connector=connector)
+        self.source = connector.source
+        self.settings = tap.settings
+        root = self.metadata.root
+        method = catalog_entry.get("replication_method") or root.forced_replication_method
+        key = catalog_entry.get("replication_key") or root.replication_key
+        if key and method != "FULL_TABLE":
+            self.replication_key = key
+        if method:
+            self.forced_replication_method = method
+
+    @override
+    @property
+    def emit_activate_version_messages(self) -> bool:
+        """False: the SDK would emit ACTIVATE_VERSION before the records; we emit it after."""
+        return False
+
+    @override
+    @property
+    def check_sorted(self) -> bool:
+        """The server sorts by the key; the JSON text of a key (BC or 5-digit years) does
+        not always sort as a string, so the SDK must not second-guess the order."""
+        return False
+
+    @override
+    def apply_catalog(self, catalog: Any) -> None:
+        """Let a catalog's replication settings win; fall back to the source's config."""
+        super().apply_catalog(catalog)
+        if (
+            not self.replication_key
+            and self.source.replication_method == "INCREMENTAL"
+            and self.forced_replication_method != "FULL_TABLE"
+        ):
+            self.replication_key = self.source.replication_key
+            self.forced_replication_method = "INCREMENTAL"
+
+    # -- helpers -------------------------------------------------------------------
+
+    @property
+    def _output(self) -> SingerOutput:
+        writer = self._tap.message_writer
+        if not isinstance(writer, SingerOutput):  # pragma: no cover - set by the tap
+            msg = "ManufacturingStream needs the tap's SingerOutput message writer"
+            raise TypeError(msg)
+        return writer
+
+    def _uses_fast_path(self) -> bool:
+        """True when records go out unchanged: no map, no flattening, no record limit."""
+        if self.ABORT_AT_RECORD_COUNT is not None or self.config.get("flattening_enabled"):
+            return False
+        maps = self.stream_maps
+        return (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and maps[0].stream_alias == self.name
+            and not maps[0].flattening_enabled
+        )
+
+    def _build_query(self, table: TableInfo, starting_value: Any) -> tuple[str, list]:
+        selected = list(self.get_selected_schema().get("properties", {}))
+        expressions = []
+        for name in selected:
+            column = table.column(name)
+            if column is None:
+                msg = (
+                    f"{self.source.describe()}: column '{name}' from the catalog is not in "
+                    f"{self.source.schema}.{self.source.table}; run discovery again"
+                )
+                raise SourceError(msg)
+            expressions.append(f"{select_expression(column.type, quote_ident(name))} AS "
+                               f"{quote_ident(name)}")  # fmt: skip
+        if not expressions:
+            msg = f"{self.source.describe()}: no column of stream '{self.name}' is selected"
+            raise SourceError(msg)
+        source_table = f"{quote_ident(self.source.schema)}.{quote_ident(self.source.table)}"
+        inner = f"SELECT {', '.join(expressions)} FROM {source_table}"
+        params: list = []
+        outer_extra = ""
+        key = self.replication_key
+        if key:
+            key_column = table.column(key)
+            if key_column is None:
+                msg = (
+                    f"{self.source.describe()}: replication key '{key}' is not a column of "
+                    f"{self.source.schema}.{self.source.table}"
+                )
+                raise SourceError(msg)
+            if starting_value is not None:
+                inner += f" WHERE {quote_ident(key)} >= %s::{key_column.type.exact}"
+                params.append(str(starting_value))
+            inner += f" ORDER BY {quote_ident(key)}"
+            outer_extra = f", to_json(t.{quote_ident(key)})::text"
+        if self.ABORT_AT_RECORD_COUNT is not None:
+            inner += f" LIMIT {int(self.ABORT_AT_RECORD_COUNT) + 1}"
+        return f"SELECT row_to_json(t)::text{outer_extra} FROM ({inner}) AS t", params
+
+    def _log_progress(self, rows: int, started: float, *, final: bool) -> None:
+        seconds = max(time.monotonic() - started, 1e-9)
+        self.logger.info(
+            "%s '%s': %d rows in %.1f s (%.0f rows/s)%s",
+            "Finished stream" if final else "Progress of stream",
+            self.name,
+            rows,
+            seconds,
+            rows / seconds,
+            "" if final else " so far",
+        )
+
+    # -- reading -------------------------------------------------------------------
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[Record]:
+        """Read the table: fast path writes records itself, else yield dicts to the SDK."""
+        if context:  # pragma: no cover
+            msg = f"Stream '{self.name}' does not support partitioning."
+            raise NotImplementedError(msg)
+        if self.replication_method == "INCREMENTAL" and not self.replication_key:
+            msg = f"{self.source.describe()}: INCREMENTAL replication needs a replication key"
+            raise SourceError(msg)
+        full_table = self.replication_method == "FULL_TABLE"
+        if full_table:
+            self._stream_version = self._initialized_at
+        fast = self._uses_fast_path()
+        action = f"read {self.source.schema}.{self.source.table}"
+        started = time.monotonic()
+        rows = 0
+        with connect(self.source) as connection:
+            try:
+                table = describe_table(connection, self.source)
+            except TableNotFound as exc:
+                raise SourceError(f"{self.source.describe()}: {exc}") from None
+            except psycopg2.Error as exc:
+                raise describe_error(self.source, exc, action) from None
+            starting = self.get_starting_replication_key_value(context)
+            query, params = self._build_query(table, starting)
+            connection.set_session(
+                isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ,
+                readonly=True,
+            )
+            try:
+                cursor = connection.cursor(name=f"tap_manufacturing_{self.name}")
+                psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cursor)
+                cursor.execute(query, params)
+                if fast:
+                    rows = self._write_fast(cursor, started)
+                else:
+                    for row in self._read_slow(cursor):
+                        rows += 1
+                        yield row
+                cursor.close()
+                connection.commit()
+            except psycopg2.Error as exc:
+                raise describe_error(self.source, exc, action) from None
+        if full_table:
+            self._write_activate_version()
+        self._log_progress(rows, started, final=True)
+
+    def _read_slow(self, cursor: psycopg2.extensions.cursor) -> Iterable[Record]:
+        """Decoded rows for the SDK's per-record path (maps, flattening, dry runs)."""
+        while True:
+            batch = cursor.fetchmany(self.settings.fetch_size)
+            if not batch:
+                return
+            for row in batch:
+                yield DECODER.decode(row[0])
+
+    def _write_fast(self, cursor: psycopg2.extensions.cursor, started: float) -> int:
+        """Write RECORD lines straight from the server's JSON; returns the row count."""
+        output = self._output
+        key = self.replication_key
+        prefix = b'{"type":"RECORD","stream":' + encode(self.name) + b',"record":'
+        version = b"" if self._stream_version is None else b',"version":%d' % self._stream_version
+        fetch = self.settings.fetch_size
+        if key:
+            fetch = min(fetch, self.settings.state_interval)
+        rows = 0
+        since_state = 0
+        next_log = started + self.settings.progress_interval
+        while True:
+            batch = cursor.fetchmany(fetch)
+            if not batch:
+                break
+            extracted = datetime.datetime.now(datetime.timezone.utc).isoformat()
+            suffix = version + b',"time_extracted":"' + extracted.encode() + b'"}\n'
+            body = (suffix + prefix).join([row[0] for row in batch])
+            output.write_lines(prefix + body + suffix)
+            rows += len(batch)
+            since_state += len(batch)
+            if key:
+                self._advance_bookmark(key, batch)
+                if since_state >= self.settings.state_interval:
+                    self._write_state_message()
+                    since_state = 0
+            if time.monotonic() >= next_log:
+                self._log_progress(rows, started, final=False)
+                next_log = time.monotonic() + self.settings.progress_interval
+        return rows
+
+    def _advance_bookmark(self, key: str, batch: list) -> None:
+        """Move the bookmark to the key of the last written row that has one."""
+        for row in reversed(batch):
+            if row[1] is not None:
+                value = DECODER.decode(row[1])
+                self._increment_stream_state({key: value})
+                self.state_manager.is_flushed = False
+                return
+
+    def _write_activate_version(self) -> None:
+        """ACTIVATE_VERSION after the stream's last record (classic Singer full table)."""
+        if self._stream_version is None:
+            return
+        for stream_map in self.stream_maps:
+            if type(stream_map).__name__ == "RemoveRecordTransform":
+                continue
+            self._tap.write_message(
+                ActivateVersionMessage(stream=stream_map.stream_alias, version=self._stream_version)
+            )

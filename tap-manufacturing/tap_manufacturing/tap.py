@@ -1,0 +1,178 @@
+"""TapManufacturing: declares the settings and wires one stream per source database."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+from singer_sdk import SQLTap, Stream
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_manufacturing.client import ManufacturingConnector, SourceError, connect
+from tap_manufacturing.config import (
+    DEFAULT_FETCH_SIZE,
+    DEFAULT_PROGRESS_INTERVAL,
+    DEFAULT_SOURCES,
+    DEFAULT_STATE_INTERVAL,
+    ConfigError,
+    TapSettings,
+    parse_settings,
+)
+from tap_manufacturing.discovery import TableNotFound, catalog_entry, describe_table
+from tap_manufacturing.output import SingerOutput
+from tap_manufacturing.streams import ManufacturingStream
+
+try:  # Python 3.12+
+    from typing import override
+except ImportError:  # pragma: no cover
+    from typing_extensions import override
+
+
+def _source_properties(name: str) -> th.ObjectType:
+    """The settings of one source (`name` only shapes the descriptions)."""
+    return th.ObjectType(
+        th.Property("host", th.StringType, title="Host",
+                    description="Server host name or address (default: localhost)."),
+        th.Property("port", th.CustomType({"type": ["integer", "string", "null"]}), title="Port",
+                    description="Server port; a number or a numeric string (default: 5432)."),
+        th.Property("database", th.StringType, title="Database",
+                    description=f"Database name (default: the source name, e.g. `{name}`)."),
+        th.Property("user", th.StringType, title="User",
+                    description="User to connect as (default: postgres)."),
+        th.Property("password", th.StringType, title="Password", secret=True,
+                    description="Password of the user (default: none, e.g. trust or .pgpass)."),
+        th.Property("schema", th.StringType, title="Schema",
+                    description="Schema of the table to read (default: public)."),
+        th.Property("table", th.StringType, title="Table",
+                    description=f"Table to read (default: `<source>_production`, e.g. "
+                                f"`{name}_production`)."),
+        th.Property("sslmode", th.StringType, title="SSL mode",
+                    description="libpq sslmode: disable, allow, prefer, require, verify-ca or "
+                                "verify-full (default: prefer)."),
+        th.Property("connect_timeout", th.CustomType({"type": ["integer", "string", "null"]}),
+                    title="Connect timeout",
+                    description="Seconds to wait for a connection (default: 10)."),
+        th.Property("replication_method", th.StringType, title="Replication method",
+                    description="FULL_TABLE (default) or INCREMENTAL. A catalog's "
+                                "`replication-method` metadata takes precedence."),
+        th.Property("replication_key", th.StringType, title="Replication key",
+                    description="Column for INCREMENTAL replication, e.g. updated_at."),
+    )  # fmt: skip
+
+
+class TapManufacturing(SQLTap):
+    """Singer tap for the pen factory's production databases (one stream per source)."""
+
+    name = "tap-manufacturing"
+    default_stream_class = ManufacturingStream
+    message_writer_class = SingerOutput
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "sources",
+            th.ObjectType(
+                *(th.Property(source, _source_properties(source), title=f"{source} source",
+                              description=f"Connection and table of the `{source}` source.")
+                  for source in DEFAULT_SOURCES),
+                additional_properties=_source_properties("<source>"),
+            ),
+            title="Sources",
+            description=(
+                "Source databases keyed by source name; each becomes the stream of that name. "
+                "When absent, the sources refills, bodies and springs with all defaults. Add a "
+                "production line by adding one more key (e.g. `pencils`) with the same settings."
+            ),
+        ),
+        th.Property("fetch_size", th.IntegerType, default=DEFAULT_FETCH_SIZE, title="Fetch size",
+                    description="Rows per fetch from the server-side cursor."),
+        th.Property("progress_interval", th.NumberType, default=DEFAULT_PROGRESS_INTERVAL,
+                    title="Progress log interval",
+                    description="Seconds between progress log lines of a long stream."),
+        th.Property("state_interval", th.IntegerType, default=DEFAULT_STATE_INTERVAL,
+                    title="State interval",
+                    description="For INCREMENTAL streams: emit a STATE message about every "
+                                "this many rows, so an interrupted run resumes from there."),
+    ).to_dict()  # fmt: skip
+
+    _settings: TapSettings | None = None
+
+    @property
+    def settings(self) -> TapSettings:
+        """The validated, frozen settings of this run."""
+        if self._settings is None:
+            self._settings = parse_settings(self.config)
+        return self._settings
+
+    @override
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Run the SDK's JSON Schema checks, then ours (they name source and setting)."""
+        errors = super()._validate_config(raise_errors=raise_errors)
+        try:
+            self._settings = parse_settings(self.config)
+        except ConfigError as exc:
+            if raise_errors:
+                raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+            errors.append(str(exc))
+        return errors
+
+    @override
+    @property
+    def catalog_dict(self) -> dict:
+        """One entry per configured source, from its one table (the SDK assumes one database)."""
+        if self._catalog_dict is not None:
+            return self._catalog_dict
+        if self.input_catalog:
+            return self.input_catalog.to_dict()
+        entries = []
+        for source in self.settings.sources:
+            with connect(source) as connection:
+                try:
+                    table = describe_table(connection, source)
+                except TableNotFound as exc:
+                    raise SourceError(f"{source.describe()}: {exc}") from None
+            entries.append(catalog_entry(source, table))
+        self._catalog_dict = {"streams": entries}
+        return self._catalog_dict
+
+    @override
+    def discover_streams(self) -> Sequence[Stream]:
+        """One stream per catalog entry, each with the connector of its own source."""
+        streams = []
+        for entry in self.catalog_dict["streams"]:
+            try:
+                source = self.settings.source(entry["tap_stream_id"])
+            except ConfigError as exc:
+                raise SourceError(str(exc)) from None
+            connector = ManufacturingConnector(source, dict(self.config))
+            streams.append(self.default_stream_class(self, entry, connector))
+        return streams
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, with expected source errors reported as one clean line."""
+        command = super().get_singer_command()
+        command.callback = _clean_exit(command.callback)
+        for param in command.params:
+            if param.name in ("discover", "test") and param.callback is not None:
+                param.callback = _clean_exit(param.callback)
+        return command
+
+
+def _clean_exit(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a SourceError into one error line on stderr and exit code 1 (no traceback)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except SourceError as exc:
+            sys.stdout.flush()
+            TapManufacturing.logger.error("%s", exc)
+            sys.exit(1)
+
+    return wrapper
