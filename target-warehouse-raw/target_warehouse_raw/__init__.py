@@ -1,0 +1,7 @@
+"""target-warehouse-raw: load Singer streams into a PostgreSQL raw schema, atomically."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,76 @@
+"""The SDK reader interface, backed by our fast reader (reader.py).
+
+Callbacks receive `(line number, Message)` rather than a dict, so the record JSON is never
+parsed in Python. Any failure (bad input, database error, signal) first runs `on_failure`,
+which rolls every open transaction back, then propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import typing as t
+from collections import Counter
+from collections.abc import Callable
+
+from singer_sdk.singerlib.encoding import GenericSingerReader, SingerMessageType
+
+from target_warehouse_raw.errors import LoadError
+from target_warehouse_raw.reader import MalformedLineError, read_messages
+
+logger = logging.getLogger("target-warehouse-raw")
+
+_TYPES = {
+    "SCHEMA": SingerMessageType.SCHEMA,
+    "RECORD": SingerMessageType.RECORD,
+    "STATE": SingerMessageType.STATE,
+    "ACTIVATE_VERSION": SingerMessageType.ACTIVATE_VERSION,
+    "BATCH": SingerMessageType.BATCH,
+}
+
+
+class WarehouseRawReader(GenericSingerReader[str]):
+    """Reads Singer lines with msgspec and dispatches them with their line numbers."""
+
+    on_failure: Callable[[BaseException], None] | None = None
+
+    @property
+    def default_input(self) -> t.IO[str]:  # pragma: no cover - reader.py reads stdin's bytes
+        """Standard input (read_messages uses its binary buffer)."""
+        return sys.stdin
+
+    def deserialize_json(self, line: str) -> dict:  # pragma: no cover - not used
+        """Unused: lines are decoded by reader.read_messages."""
+        raise NotImplementedError
+
+    def process_lines(
+        self, file_input: t.IO[str] | None, callbacks: dict[str, Callable]
+    ) -> Counter[str]:
+        """Dispatch every message; on any failure call on_failure, then re-raise."""
+        counter: Counter[str] = Counter()
+        record = callbacks[SingerMessageType.RECORD]
+        try:
+            for number, message in read_messages(file_input):
+                kind = message.type
+                if kind == "RECORD":
+                    record((number, message))
+                    counter["RECORD"] += 1
+                    continue
+                handler = _TYPES.get(kind)
+                if handler is None:
+                    logger.warning("Input line %d: unknown message type %r ignored", number, kind)
+                    continue
+                callbacks[handler]((number, message))
+                counter[handler] += 1
+        except MalformedLineError as exc:
+            error = LoadError(exc.problem, line=exc.line_number)
+            self._fail(error)
+            raise error from None
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        return counter
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.on_failure is not None:
+            self.on_failure(exc)

@@ -1,0 +1,118 @@
+"""Fast Singer line reader: msgspec decodes each line into a small struct.
+
+The record stays `msgspec.Raw` (the original JSON bytes): it is never turned into a Python
+dict on the hot path; PostgreSQL parses it once, as jsonb, when it is copied in.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+import msgspec
+
+
+class Message(msgspec.Struct):
+    """One Singer message; fields a message type does not use stay None."""
+
+    type: str
+    stream: str | None = None
+    record: msgspec.Raw = msgspec.Raw()  # empty when absent
+    schema: Any = None
+    key_properties: Any = None
+    value: Any = None
+    version: int | None = None
+    time_extracted: str | None = None
+
+
+class MalformedLineError(ValueError):
+    """A line that is not a JSON object with a string `type`."""
+
+    def __init__(self, line_number: int, problem: str) -> None:
+        super().__init__(f"input line {line_number}: {problem}")
+        self.line_number = line_number
+        self.problem = problem
+
+
+_decoder = msgspec.json.Decoder(Message)
+
+
+def _lines(file_input: IO[Any] | None) -> Iterator[bytes]:
+    stream = sys.stdin if file_input is None else file_input
+    binary = getattr(stream, "buffer", None)
+    if binary is not None:
+        yield from binary
+        return
+    for line in stream:
+        yield line.encode("utf-8") if isinstance(line, str) else line
+
+
+def read_messages(file_input: IO[Any] | None) -> Iterator[tuple[int, Message]]:
+    """Yield (1-based input line number, message); blank lines are skipped."""
+    decode = _decoder.decode
+    for number, line in enumerate(_lines(file_input), start=1):
+        try:
+            yield number, decode(line)
+        except msgspec.ValidationError as exc:
+            raise MalformedLineError(number, f"not a Singer message ({exc})") from None
+        except msgspec.DecodeError as exc:
+            if not line.strip():
+                continue
+            raise MalformedLineError(number, f"malformed JSON ({exc})") from None
+
+
+# --- NUL characters -------------------------------------------------------------------------
+# PostgreSQL text and jsonb cannot hold U+0000. In JSON it can only appear as the escape
+# \u0000, and only when that backslash is not itself escaped (\\u0000 is literal text).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def has_nul(raw: bytes) -> bool:
+    """True when the JSON text holds a real U+0000 character (fast path: a substring test)."""
+    return b"\\u0000" in raw and _NUL_ESCAPE.search(raw) is not None
+
+
+def strip_nul(raw: bytes) -> bytes:
+    """Remove every U+0000 character from the JSON text, keeping escaped backslashes."""
+    return _NUL_ESCAPE.sub(rb"\1", raw)
+
+
+def _contains_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+def nul_property(raw: bytes) -> str:
+    """The first top-level property whose name or value holds U+0000 (error path only)."""
+    try:
+        record = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return "?"
+    if isinstance(record, dict):
+        for key, value in record.items():
+            if _contains_nul(key) or _contains_nul(value):
+                return key
+    return "?"
+
+
+def copy_field(raw: bytes) -> bytes:
+    """Make JSON bytes safe as one COPY text-format field.
+
+    Backslashes are COPY's escape character, so they are doubled; a raw tab or CR can only be
+    insignificant whitespace between JSON tokens (inside strings they must be escaped), so it
+    becomes a space. A newline cannot occur: messages are single lines.
+    """
+    if b"\\" in raw:
+        raw = raw.replace(b"\\", b"\\\\")
+    if b"\t" in raw:
+        raw = raw.replace(b"\t", b" ")
+    if b"\r" in raw or b"\n" in raw:
+        raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
+    return raw
