@@ -1,0 +1,241 @@
+"""Data-driven tests: Singer input piped into the real executable, assertions in PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+from conftest import DATA, record, schema_message, singer
+
+pytestmark = pytest.mark.integration
+
+
+def orders(*rows: tuple[int, str], state: int | None = None) -> str:
+    messages = [schema_message("orders", {"id": {"type": "integer"}, "name": {"type": "string"}},
+                               ["id"])]  # fmt: skip
+    messages += [record("orders", {"id": i, "name": n}) for i, n in rows]
+    if state is not None:
+        messages.append({"type": "STATE", "value": {"orders": state}})
+    return singer(*messages)
+
+
+def test_two_runs_replace_and_same_input_gives_same_table(warehouse, run_target):
+    first = orders((1, "a"), (2, "b"), (3, "c"), state=1)
+    assert run_target(first).returncode == 0
+    assert run_target(first).returncode == 0
+    assert warehouse.table("orders") == [(1, "a"), (2, "b"), (3, "c")]
+    second = run_target(orders((2, "B"), (4, "d"), state=2))
+    assert second.returncode == 0, second.stderr
+    assert second.states == [{"orders": 2}]
+    assert warehouse.table("orders") == [(2, "B"), (4, "d")]
+    assert [h[:3] for h in warehouse.history()] == [
+        ("orders", "replaced", 3), ("orders", "replaced", 3), ("orders", "replaced", 2),
+    ]  # fmt: skip
+    assert "orders" in second.stderr and "replaced" in second.stderr  # the summary table
+
+
+def test_schema_and_zero_records_replaces_with_an_empty_table(warehouse, run_target):
+    assert run_target(orders((1, "a"))).returncode == 0
+    assert run_target(orders()).returncode == 0
+    assert warehouse.table("orders") == []
+
+
+def test_views_grants_and_comments_survive_a_replace(warehouse, run_target):
+    assert run_target(orders((1, "a"))).returncode == 0
+    warehouse.execute(
+        "CREATE VIEW raw.orders_v AS SELECT id, upper(name) AS name FROM raw.orders;"
+        "DROP ROLE IF EXISTS twr_reader; CREATE ROLE twr_reader;"
+        "GRANT USAGE ON SCHEMA raw TO twr_reader; GRANT SELECT ON raw.orders TO twr_reader;"
+        "COMMENT ON TABLE raw.orders IS 'kept';"
+    )
+    oid = warehouse.query("SELECT 'raw.orders'::regclass::oid")
+    try:
+        assert run_target(orders((5, "e"), (6, "f"))).returncode == 0
+        assert warehouse.query("SELECT * FROM raw.orders_v ORDER BY id") == [(5, "E"), (6, "F")]
+        assert warehouse.query(
+            "SELECT has_table_privilege('twr_reader', 'raw.orders', 'SELECT')"
+        ) == [(True,)]
+        assert warehouse.query("SELECT obj_description('raw.orders'::regclass)") == [("kept",)]
+        assert warehouse.query("SELECT 'raw.orders'::regclass::oid") == oid
+    finally:
+        warehouse.execute("DROP OWNED BY twr_reader; DROP ROLE twr_reader")
+
+
+def test_other_taps_output_loads(warehouse, run_target):
+    run = run_target(DATA / "other_tap_orders.singer")
+    assert run.returncode == 0, run.stderr
+    assert run.states == [{"bookmarks": {"public-orders": {"replication_key_value": 2}}}]
+    assert warehouse.columns("public_orders") == [
+        ("order_id", "bigint"), ("customer_name", "text"), ("total", "numeric"),
+        ("placed_at", "timestamp with time zone"), ("ship_date", "date"), ("paid", "boolean"),
+        ("lines", "jsonb"), ("select_", "text"),
+    ]  # fmt: skip
+    assert warehouse.table("public_orders") == [
+        (1, "Ada", Decimal("19.90"), dt.datetime(2024, 3, 1, 9, tzinfo=dt.timezone.utc),
+         dt.date(2024, 3, 2), True, [{"sku": "P-1", "qty": 2}], "x"),
+        (2, None, Decimal("5"), dt.datetime(2024, 3, 1, 23, 30, tzinfo=dt.timezone.utc),
+         None, False, [], None),
+    ]  # fmt: skip
+    assert warehouse.table("public_customers") == [("c1", "Ada")]
+
+
+def test_values_round_trip_exactly_into_hinted_types(warehouse, run_target):
+    props = {
+        "id": {"type": "integer", "x-sql-datatype": "integer"},
+        "n": {"type": ["number", "string", "null"], "x-sql-datatype": "numeric(10,4)"},
+        "f": {"type": ["number", "string", "null"], "x-sql-datatype": "double precision"},
+        "ts": {"type": ["string", "null"], "format": "date-time",
+               "x-sql-datatype": "timestamp with time zone"},
+        "lts": {"type": ["string", "null"], "x-sql-datatype": "timestamp without time zone"},
+        "d": {"type": ["string", "null"], "format": "date", "x-sql-datatype": "date"},
+        "b": {"type": ["string", "null"], "contentEncoding": "base64", "x-sql-datatype": "bytea"},
+        "iv": {"type": ["string", "null"], "x-sql-datatype": "interval"},
+        "j": {"x-sql-datatype": "json"},
+        "jb": {"x-sql-datatype": "jsonb"},
+        "arr": {"type": ["array", "null"], "x-sql-datatype": "integer[]"},
+        "arr2": {"type": ["array", "null"], "x-sql-datatype": "text[]"},
+        "u": {"type": ["string", "null"], "x-sql-datatype": "uuid"},
+        "m": {"type": ["number", "null"], "x-sql-datatype": "money"},
+        "vc": {"type": ["string", "null"], "x-sql-datatype": "character varying(5)"},
+        "bogus": {"type": ["string", "null"], "x-sql-datatype": "no_such_type(3)"},
+    }  # fmt: skip
+    uid = str(uuid.uuid4())
+    rows = [
+        {"id": 1, "n": 12.3400, "f": "NaN", "ts": "2024-01-02T01:04:05.123456+00:00",
+         "lts": "2024-01-02T03:04:05.5", "d": "0044-03-15 BC", "b": "AAEC/w==",
+         "iv": "P1Y2M3DT4H5M6.5S", "j": {"a": [1, "x"]}, "jb": [1, {"b": None}],
+         "arr": [[1, 2], [3, 4]], "arr2": ["a,b", "c\"d", None, "e\\f"], "u": uid, "m": 12.34,
+         "vc": "abcde", "bogus": "kept as text"},
+        {"id": 2, "n": -1.5, "f": "-Infinity", "ts": "infinity", "lts": "-infinity",
+         "d": "infinity", "b": None, "iv": "PT-0.000001S", "j": None, "jb": "str",
+         "arr": None, "arr2": [], "u": None, "m": None, "vc": None, "bogus": None},
+        {"id": 3, "n": "NaN", "f": 1e-7, "ts": "12345-01-01T00:00:00+00:00", "lts": None,
+         "d": "2024-02-29", "b": "", "iv": None, "j": 1.5, "jb": None, "arr": [],
+         "arr2": None, "u": None, "m": 0, "vc": "", "bogus": ""},
+    ]  # fmt: skip
+    run = run_target(singer(schema_message("typed", props, ["id"]),
+                            *(record("typed", r) for r in rows)))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    types = dict(warehouse.columns("typed"))
+    assert types["n"] == "numeric(10,4)" and types["vc"] == "character varying(5)"
+    assert types["bogus"] == "text"  # unknown hint: JSON Schema decides
+    text = warehouse.query(
+        "SELECT id, n::text, f::text, ts::text, lts::text, d::text, encode(b, 'hex'), iv::text,"
+        " j::text, jb::text, arr::text, arr2::text, u::text, m::numeric::text, vc, bogus "
+        "FROM raw.typed ORDER BY id"
+    )
+    assert text[0] == (1, "12.3400", "NaN", "2024-01-02 01:04:05.123456+00",
+                       "2024-01-02 03:04:05.5", "0044-03-15 BC", "000102ff",
+                       "1 year 2 mons 3 days 04:05:06.5", '{"a": [1, "x"]}', '[1, {"b": null}]',
+                       "{{1,2},{3,4}}", '{"a,b","c\\"d",NULL,"e\\\\f"}', uid, "12.34", "abcde",
+                       "kept as text")  # fmt: skip
+    assert text[1] == (2, "-1.5000", "-Infinity", "infinity", "-infinity", "infinity", None,
+                       "-00:00:00.000001", None, '"str"', None, "{}", None, None, None, None)  # fmt: skip
+    assert text[2][:4] == (3, "NaN", "1e-07", "12345-01-01 00:00:00+00")
+    assert text[2][6] == "" and text[2][8] == "1.5" and text[2][9] is None
+    assert text[2][10] == "{}"
+
+
+def test_upsert_last_wins_and_schema_growth_adds_a_column(warehouse, run_target):
+    cfg = {"load_method": "upsert"}
+    assert run_target(orders((1, "a"), (2, "b")), config=cfg).returncode == 0
+    grown = singer(
+        schema_message("orders", {"id": {"type": "integer"}, "name": {"type": "string"},
+                                  "qty": {"type": ["integer", "null"]}}, ["id"]),
+        record("orders", {"id": 2, "name": "B1", "qty": 1}),
+        record("orders", {"id": 3, "name": "c", "qty": 3}),
+        record("orders", {"id": 2, "name": "B2", "qty": 2}),
+        {"type": "STATE", "value": {"orders": 9}},
+    )  # fmt: skip
+    run = run_target(grown, config=cfg)
+    assert run.returncode == 0, run.stderr
+    assert run.states == [{"orders": 9}]
+    assert warehouse.table("orders") == [(1, "a", None), (2, "B2", 2), (3, "c", 3)]
+    assert warehouse.history()[-1][:2] == ("orders", "upserted")
+
+
+def test_upsert_needs_key_properties(warehouse, run_target):
+    text = singer(schema_message("nokey", {"id": {"type": "integer"}}), record("nokey", {"id": 1}))
+    run = run_target(text, config={"load_method": "upsert"})
+    assert run.returncode == 1
+    assert "stream 'nokey', input line 1: load_method 'upsert' needs key properties" in run.stderr
+
+
+def test_append_only_keeps_every_record(warehouse, run_target):
+    cfg = {"load_method": "append-only", "batch_size_rows": 2}
+    assert run_target(orders((1, "a"), (1, "b"), (2, "c")), config=cfg).returncode == 0
+    assert run_target(orders((1, "d")), config=cfg).returncode == 0
+    assert warehouse.table("orders", "name") == [(1, "a"), (1, "b"), (2, "c"), (1, "d")]
+    assert warehouse.history()[-1][:3] == ("orders", "appended", 1)
+
+
+def _versioned(version: int, rows: list[tuple[int, str]], *, leading: bool, trailing: bool):
+    messages = [schema_message("items", {"id": {"type": "integer"}, "v": {"type": "string"}},
+                               ["id"])]  # fmt: skip
+    if leading:
+        messages.append({"type": "ACTIVATE_VERSION", "stream": "items", "version": version})
+    messages += [record("items", {"id": i, "v": v}, version=version) for i, v in rows]
+    if trailing:
+        messages.append({"type": "ACTIVATE_VERSION", "stream": "items", "version": version})
+    return singer(*messages)
+
+
+def test_activate_version_overwrite_leading_never_empties(warehouse, run_target):
+    assert (
+        run_target(_versioned(1, [(1, "a"), (2, "b")], leading=True, trailing=True)).returncode == 0
+    )
+    # leading ACTIVATE_VERSION then a failure: the old table must be intact
+    broken = _versioned(2, [(3, "c")], leading=True, trailing=False) + "{not json\n"
+    run = run_target(broken)
+    assert run.returncode == 1
+    assert warehouse.table("items") == [(1, "a"), (2, "b")]
+    assert run_target(_versioned(3, [(3, "c")], leading=True, trailing=True)).returncode == 0
+    assert warehouse.table("items") == [(3, "c")]
+
+
+@pytest.mark.parametrize("hard_delete", [False, True])
+def test_activate_version_upsert_removes_old_versions_after_commit(
+    warehouse, run_target, hard_delete
+):
+    cfg = {"load_method": "upsert", "hard_delete": hard_delete}
+    assert (
+        run_target(
+            _versioned(1, [(1, "a"), (2, "b")], leading=True, trailing=True), config=cfg
+        ).returncode
+        == 0
+    )
+    run = run_target(_versioned(2, [(2, "B"), (3, "c")], leading=True, trailing=True), config=cfg)
+    assert run.returncode == 0, run.stderr
+    if hard_delete:
+        assert warehouse.query("SELECT id, v, _sdc_table_version FROM raw.items ORDER BY id") == [
+            (2, "B", 2), (3, "c", 2),
+        ]  # fmt: skip
+    else:
+        assert warehouse.query(
+            "SELECT id, v, _sdc_table_version, _sdc_deleted_at IS NOT NULL FROM raw.items ORDER BY id"
+        ) == [(1, "a", 1, True), (2, "B", 2, False), (3, "c", 2, False)]
+
+
+def test_record_metadata_columns(warehouse, run_target):
+    text = singer(
+        schema_message("meta", {"id": {"type": "integer"}}, ["id"]),
+        record("meta", {"id": 1}, version=7, time_extracted="2024-05-01T00:00:00Z"),
+    )
+    assert run_target(text, config={"add_record_metadata": True}).returncode == 0
+    row = warehouse.query(
+        "SELECT id, _sdc_extracted_at, _sdc_received_at IS NOT NULL, _sdc_table_version, "
+        "_sdc_sequence > 0, _sdc_deleted_at FROM raw.meta"
+    )
+    assert row == [(1, dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc), True, 7, True, None)]
+
+
+def test_unknown_message_types_are_skipped_and_batch_is_refused(warehouse, run_target):
+    text = orders((1, "a")) + '{"type": "FUTURE", "x": 1}\n'
+    run = run_target(text)
+    assert run.returncode == 0
+    assert "unknown message type 'FUTURE' ignored" in run.stderr
+    run = run_target(orders((1, "a")) + '{"type": "BATCH", "stream": "orders"}\n')
+    assert run.returncode == 1
+    assert "stream 'orders', input line 3: BATCH messages are not supported" in run.stderr
