@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,6 +43,7 @@ def connect(source: SourceSettings) -> Iterator[psycopg2.extensions.connection]:
     """A connection with the session settings every read relies on (UTC, ISO forms)."""
     try:
         connection = psycopg2.connect(**source.connect_kwargs())
+        connection.set_client_encoding("UTF8")
     except psycopg2.Error as exc:
         raise describe_error(source, exc, "connect") from None
     try:
@@ -50,6 +53,49 @@ def connect(source: SourceSettings) -> Iterator[psycopg2.extensions.connection]:
         yield connection
     finally:
         connection.close()
+
+
+def prefetched(cursor: psycopg2.extensions.cursor, size: int) -> Iterator[list[tuple]]:
+    """Batches of `size` rows from a server-side cursor, the next one fetched meanwhile.
+
+    A FETCH makes the server render the next batch while this thread writes the current
+    one, so the server and the tap work at the same time. At most three batches are in
+    memory. The driver waits on the network without holding the GIL.
+    """
+    batches: queue.Queue[list[tuple] | BaseException] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: list[tuple] | BaseException) -> None:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def fetch_all() -> None:
+        try:
+            while not stop.is_set():
+                batch = cursor.fetchmany(size)
+                put(batch)
+                if not batch:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    reader = threading.Thread(target=fetch_all, name="tap-manufacturing-fetch", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = batches.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 class ManufacturingConnector(SQLConnector):

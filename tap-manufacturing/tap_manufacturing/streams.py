@@ -22,7 +22,13 @@ from singer_sdk.helpers._typing import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import ActivateVersionMessage
 
-from tap_manufacturing.client import ManufacturingConnector, SourceError, connect, describe_error
+from tap_manufacturing.client import (
+    ManufacturingConnector,
+    SourceError,
+    connect,
+    describe_error,
+    prefetched,
+)
 from tap_manufacturing.discovery import TableInfo, TableNotFound, describe_table
 from tap_manufacturing.output import DECODER, SingerOutput, encode
 from tap_manufacturing.types import select_expression
@@ -214,10 +220,7 @@ class ManufacturingStream(SQLStream):
 
     def _read_slow(self, cursor: psycopg2.extensions.cursor) -> Iterable[Record]:
         """Decoded rows for the SDK's per-record path (maps, flattening, dry runs)."""
-        while True:
-            batch = cursor.fetchmany(self.settings.fetch_size)
-            if not batch:
-                return
+        for batch in prefetched(cursor, self.settings.fetch_size):
             for row in batch:
                 yield DECODER.decode(row[0])
 
@@ -233,10 +236,7 @@ class ManufacturingStream(SQLStream):
         rows = 0
         since_state = 0
         next_log = started + self.settings.progress_interval
-        while True:
-            batch = cursor.fetchmany(fetch)
-            if not batch:
-                break
+        for batch in prefetched(cursor, fetch):
             extracted = datetime.datetime.now(datetime.timezone.utc).isoformat()
             suffix = version + b',"time_extracted":"' + extracted.encode() + b'"}\n'
             body = (suffix + prefix).join([row[0] for row in batch])
