@@ -5,120 +5,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import psycopg2
 import pytest
-
-SOURCES = ("refills", "bodies", "springs")
-
-PRODUCTION_DDL = """
-CREATE TABLE {table} (
-    id bigint PRIMARY KEY,
-    batch_code varchar(20) NOT NULL,
-    line text,
-    produced_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    production_date date,
-    shift_start time,
-    cycle_time interval,
-    diameter_mm numeric(10,4),
-    length_mm numeric(10,4),
-    weight_g double precision,
-    temperature_c real,
-    quantity integer,
-    defect_count smallint,
-    passed_qc boolean,
-    operator_id uuid,
-    tags text[],
-    attributes jsonb
+from tap_helpers import (
+    PRODUCTION_DDL,
+    PRODUCTION_ROWS,
+    SOURCES,
+    TAP_EXECUTABLE,
+    Factory,
+    TapRun,
+    run_sql,
 )
-"""
-
-PRODUCTION_ROWS = """
-INSERT INTO {table}
-SELECT i,
-       'B-' || lpad(i::text, 8, '0'),
-       'line ' || (i % 4),
-       timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second',
-       timestamptz '2024-02-01 00:00:00+00' + i * interval '1 second',
-       date '2024-01-01' + (i % 365),
-       time '06:00' + (i % 3) * interval '8 hours',
-       (i % 90) * interval '1 second' + interval '0.25 seconds',
-       round((i % 1000) / 7.0, 4),
-       12.3400,
-       (i % 500) / 3.0,
-       (i % 40) / 4.0,
-       i % 1000,
-       (i % 5)::smallint,
-       i % 7 <> 0,
-       md5(i::text)::uuid,
-       ARRAY['ink', 'tip-' || (i % 3)],
-       jsonb_build_object('machine', 'M' || (i % 12), 'speed', (i % 30) / 2.0)
-FROM generate_series({start}, {stop}) AS i
-"""
-
-
-def run_sql(dsn: str, *statements: str, params: Any = None) -> None:
-    """Run statements in one transaction."""
-    connection = psycopg2.connect(dsn)
-    try:
-        with connection, connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement, params)
-    finally:
-        connection.close()
-
-
-def query(dsn: str, sql: str, params: Any = None) -> list[tuple]:
-    """Rows of one query."""
-    connection = psycopg2.connect(dsn)
-    try:
-        with connection, connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    finally:
-        connection.close()
-
-
-@dataclass
-class Factory:
-    """Three source databases and the tap config that reaches them."""
-
-    server: Any
-    databases: dict[str, str]
-
-    def dsn(self, source: str) -> str:
-        """DSN of one source database."""
-        return self.server.dsn(self.databases[source])
-
-    def source_config(self, source: str, **extra: Any) -> dict[str, Any]:
-        """Config of one source."""
-        return {
-            "host": self.server.host,
-            "port": self.server.port,
-            "user": self.server.user,
-            "database": self.databases[source],
-            **extra,
-        }
-
-    def config(self, **per_source: dict) -> dict[str, Any]:
-        """Tap config for all sources; `refills={...}` adds settings to one source."""
-        return {
-            "sources": {
-                name: self.source_config(name, **per_source.get(name, {}))
-                for name in self.databases
-            }
-        }
-
-    def insert_rows(self, source: str, start: int, stop: int) -> None:
-        """Add generated production rows with ids start..stop."""
-        table = f"{source}_production"
-        run_sql(self.dsn(source), PRODUCTION_ROWS.format(table=table, start=start, stop=stop))
 
 
 @pytest.fixture
@@ -135,41 +33,6 @@ def factory(pg_server, make_database) -> Factory:
         )
         databases[source] = name
     return Factory(pg_server, databases)
-
-
-@dataclass
-class TapRun:
-    """Result of one tap process."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def messages(self) -> list[dict]:
-        """Every Singer message on stdout, decoded."""
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
-
-    def of_type(self, kind: str, stream: str | None = None) -> list[dict]:
-        """Messages of one type (and stream)."""
-        return [
-            m
-            for m in self.messages
-            if m["type"] == kind and (stream is None or m.get("stream") == stream)
-        ]
-
-    def records(self, stream: str) -> list[dict]:
-        """Record payloads of one stream."""
-        return [m["record"] for m in self.of_type("RECORD", stream)]
-
-    @property
-    def final_state(self) -> dict:
-        """The value of the last STATE message."""
-        states = self.of_type("STATE")
-        return states[-1]["value"] if states else {}
-
-
-TAP_EXECUTABLE = str(Path(sys.executable).parent / "tap-manufacturing")
 
 
 @pytest.fixture
