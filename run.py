@@ -94,7 +94,7 @@ def run_tests(extra: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     """Dispatch `demo`, `test` or any other pen-factory command."""
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 -- say so clearly on an old Python
         _say("Python 3.10 or newer is needed")
         return 2
     if not argv or argv[0] in ("-h", "--help", "help"):
