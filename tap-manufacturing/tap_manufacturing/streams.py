@@ -42,6 +42,10 @@ except ImportError:  # pragma: no cover
     from typing_extensions import override
 
 
+ROW_ALIAS = "_tap_manufacturing_row"
+"""Alias of the row subquery; unlike `t`, it cannot be mistaken for a column name."""
+
+
 def quote_ident(name: str) -> str:
     """A PostgreSQL identifier in double quotes."""
     return '"' + name.replace('"', '""') + '"'
@@ -152,10 +156,11 @@ class ManufacturingStream(SQLStream):
                 inner += f" WHERE {quote_ident(key)} >= %s::{key_column.type.exact}"
                 params.append(str(starting_value))
             inner += f" ORDER BY {quote_ident(key)}"
-            outer_extra = f", to_json(t.{quote_ident(key)})::text"
+            outer_extra = f", to_json({ROW_ALIAS}.{quote_ident(key)})::text"
         if self.ABORT_AT_RECORD_COUNT is not None:
             inner += f" LIMIT {int(self.ABORT_AT_RECORD_COUNT) + 1}"
-        return f"SELECT row_to_json(t)::text{outer_extra} FROM ({inner}) AS t", params
+        query = f"SELECT row_to_json({ROW_ALIAS})::text{outer_extra} FROM ({inner}) AS {ROW_ALIAS}"
+        return query, params
 
     def _log_progress(self, rows: int, started: float, *, final: bool) -> None:
         seconds = max(time.monotonic() - started, 1e-9)

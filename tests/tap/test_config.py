@@ -1,0 +1,102 @@
+"""Config parsing: defaults, validation messages, no password in any message (no database)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tap_manufacturing.config import ConfigError, parse_settings
+
+
+def test_defaults_give_the_three_factory_sources():
+    settings = parse_settings({})
+    assert [s.name for s in settings.sources] == ["refills", "bodies", "springs"]
+    refills = settings.source("refills")
+    assert (refills.host, refills.port, refills.database, refills.user) == (
+        "localhost",
+        5432,
+        "refills",
+        "postgres",
+    )
+    assert (refills.schema, refills.table, refills.sslmode) == (
+        "public",
+        "refills_production",
+        "prefer",
+    )
+    assert refills.password is None
+    assert refills.replication_method == "FULL_TABLE"
+
+
+@pytest.mark.parametrize("blank", [None, ""])
+def test_blank_values_take_defaults(blank):
+    """Meltano turns an unset $VAR into null or an empty string."""
+    fields = ("host", "port", "database", "user", "password", "schema", "table", "sslmode")
+    settings = parse_settings({"sources": {"bodies": dict.fromkeys(fields, blank)}})
+    bodies = settings.source("bodies")
+    assert bodies.host == "localhost"
+    assert bodies.port == 5432
+    assert bodies.database == "bodies"
+    assert bodies.table == "bodies_production"
+    assert bodies.password is None
+
+
+def test_port_as_string_and_a_fourth_source():
+    settings = parse_settings(
+        {"sources": {"refills": {"port": "5433"}, "pencils": {"host": "db.example"}}}
+    )
+    assert settings.source("refills").port == 5433
+    pencils = settings.source("pencils")
+    assert (pencils.host, pencils.database, pencils.table) == (
+        "db.example",
+        "pencils",
+        "pencils_production",
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "setting", "value"),
+    [
+        ("refills", "port", "54x2"),
+        ("bodies", "port", 70000),
+        ("springs", "sslmode", "sometimes"),
+        ("refills", "replication_method", "LOG_BASED"),
+        ("bodies", "connect_timeout", "soon"),
+        ("springs", "host", 12),
+    ],
+)
+def test_errors_name_source_and_setting(source, setting, value):
+    with pytest.raises(ConfigError) as error:
+        parse_settings({"sources": {source: {setting: value, "password": "s3cret-pw"}}})
+    message = str(error.value)
+    assert f"source '{source}'" in message
+    assert f"'{setting}'" in message
+    assert "s3cret-pw" not in message
+
+
+def test_incremental_needs_a_key():
+    with pytest.raises(ConfigError, match=r"source 'refills'.*'replication_key'"):
+        parse_settings({"sources": {"refills": {"replication_method": "INCREMENTAL"}}})
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(ConfigError, match=r"source 'springs'.*'hots'"):
+        parse_settings({"sources": {"springs": {"hots": "x"}}})
+
+
+def test_repr_hides_the_password():
+    settings = parse_settings({"sources": {"refills": {"password": "s3cret-pw"}}})
+    source = settings.source("refills")
+    assert source.password == "s3cret-pw"
+    assert "s3cret-pw" not in repr(source)
+    assert "s3cret-pw" not in repr(settings)
+    assert "s3cret-pw" not in source.describe()
+
+
+def test_incremental_from_config():
+    source = parse_settings(
+        {
+            "sources": {
+                "refills": {"replication_method": "incremental", "replication_key": "updated_at"}
+            }
+        }
+    ).source("refills")
+    assert (source.replication_method, source.replication_key) == ("INCREMENTAL", "updated_at")
