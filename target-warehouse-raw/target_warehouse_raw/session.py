@@ -219,10 +219,18 @@ class LoadSession:
                 continue
             loader.status = status
             loader.finished = time.monotonic()
-            if loader.history_id is None:
-                continue
             own = failed_stream is None or failed_stream == loader.stream
             try:
+                if loader.history_id is None:  # failed before its load began
+                    loader.history_id = history.start(
+                        self.control_cursor(),
+                        self.cfg.schema,
+                        run_id=self.run_id,
+                        stream=loader.stream,
+                        table=loader.table,
+                        load_method=self.cfg.load_method,
+                        version=self.version,
+                    )
                 history.finish(
                     self.control_cursor(),
                     self.cfg.schema,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import typing as t
@@ -116,7 +117,13 @@ class TargetWarehouseRaw(Target):
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Blank values (null, "") mean "use the default", so drop them before validating."""
-        self._config = {k: v for k, v in self._config.items() if v is not None and v != ""}
+        config = {k: v for k, v in self._config.items() if v is not None and v != ""}
+        # The SDK reads number settings from the environment as strings: convert them.
+        for key, schema in self.config_jsonschema["properties"].items():
+            if isinstance(config.get(key), str) and "number" in str(schema.get("type")):
+                with contextlib.suppress(ValueError):  # validation reports it
+                    config[key] = float(config[key])
+        self._config = config
         return super()._validate_config(raise_errors=raise_errors)
 
     # The reader hands over (line number, message struct) instead of dicts; see message_reader.

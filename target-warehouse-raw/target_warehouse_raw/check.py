@@ -1,0 +1,112 @@
+"""`target-warehouse-raw-check`: warehouse row counts, last loads, and source comparison.
+
+Usage: `target-warehouse-raw-check --config FILE` or `--config ENV` (TARGET_WAREHOUSE_RAW_*
+variables, the SDK's convention, which Meltano exports when it runs a plugin command).
+Exit 0: all good; 1: a count mismatch or a table whose last load failed/was interrupted;
+2: the warehouse is unreachable or the config is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import psycopg2
+
+from target_warehouse_raw.config import ConfigError, SourceSettings
+from target_warehouse_raw.db import WarehouseUnreachableError, connect, table_sql
+from target_warehouse_raw.history import history_sql
+from target_warehouse_raw.names import quote
+
+_LAST_LOADS = """
+SELECT DISTINCT ON (table_name) table_name, stream, status, finished_at, started_at,
+       (SELECT max(finished_at) FROM {h} ok WHERE ok.table_name = h.table_name
+          AND ok.status IN ('replaced', 'upserted', 'appended')) AS last_success
+FROM {h} h ORDER BY table_name, id DESC
+"""
+
+
+def _config(source: str) -> dict:
+    from target_warehouse_raw.target import TargetWarehouseRaw
+
+    if source == "ENV":
+        target = TargetWarehouseRaw(config={}, parse_env_config=True, setup_mapper=False)
+    else:
+        import json
+        from pathlib import Path
+
+        config = json.loads(Path(source).read_text())
+        target = TargetWarehouseRaw(config=config, setup_mapper=False)
+    return target.warehouse_config
+
+
+def _source_count(source: SourceSettings) -> int | str:
+    try:
+        conn = connect(source.connection, None, f"check:{source.name}")
+    except WarehouseUnreachableError:
+        return "unreachable"
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {table_sql(source.schema, source.table)}")
+            return cursor.fetchone()[0]
+    except psycopg2.Error as exc:
+        return f"error: {exc.diag.message_primary}"
+    finally:
+        conn.close()
+
+
+def run_check(cfg: object, out: object = sys.stdout) -> int:
+    """Print one line per loaded table; return the exit code."""
+    conn = connect(cfg.connection, None, "check")
+    conn.autocommit = True
+    sources = {source.name: source for source in cfg.check_sources}
+    rows = []
+    problems = 0
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", (history_sql(cfg.schema),))
+        if cursor.fetchone()[0] is None:
+            print(f"no load history in schema {cfg.schema} yet", file=out)
+            return 0
+        cursor.execute(_LAST_LOADS.format(h=history_sql(cfg.schema)))
+        for table, stream, status, finished, started, success in cursor.fetchall():
+            cursor.execute("SELECT to_regclass(%s)", (table_sql(cfg.schema, table),))
+            count: int | str = "missing"
+            if cursor.fetchone()[0] is not None:
+                cursor.execute(f"SELECT count(*) FROM {quote(cfg.schema)}.{quote(table)}")
+                count = cursor.fetchone()[0]
+            source = sources.get(stream)
+            source_count: int | str = "-" if source is None else _source_count(source)
+            match = "-"
+            if isinstance(source_count, int):
+                match = "yes" if source_count == count else "NO"
+                problems += match == "NO"
+            if status in ("failed", "interrupted"):
+                problems += 1
+            last = str(finished or started)
+            rows.append(
+                (table, str(count), status, last, str(success or "never"), str(source_count), match)
+            )
+    conn.close()
+    header = ("table", "rows", "last status", "last load", "last success", "source rows", "match")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)), file=out)
+    return 1 if problems else 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    parser = argparse.ArgumentParser(prog="target-warehouse-raw-check", description=__doc__)
+    parser.add_argument("--config", default="ENV", help="config JSON file, or ENV")
+    args = parser.parse_args(argv)
+    try:
+        cfg = _config(args.config)
+        code = run_check(cfg)
+    except (WarehouseUnreachableError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except Exception as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
