@@ -1,0 +1,162 @@
+"""Helpers for the end-to-end tests: run the real `meltano`, compare sources and warehouse."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from pen_factory import demo_data
+from pen_factory.embedded import ServerAddress
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEMO_ROWS = 300
+_PIPELINE_PREFIXES = ("REFILLS_", "BODIES_", "SPRINGS_", "WAREHOUSE_", "TAP_MANUFACTURING_",
+                      "TARGET_WAREHOUSE_RAW_", "MELTANO_")  # fmt: skip
+
+
+def meltano_executable() -> str:
+    """`meltano` beside the interpreter running the tests, else the one on PATH."""
+    beside = Path(sys.executable).parent / "meltano"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("meltano")
+    if found is None:
+        pytest.fail("meltano is not installed (python3 run.py test installs it)")
+    return found
+
+
+def clean_environment() -> dict[str, str]:
+    """The current environment without any pipeline or Meltano variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_PIPELINE_PREFIXES)}
+
+
+@dataclass
+class MeltanoResult:
+    """What one meltano command did."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        """stdout and stderr together (Meltano logs to stderr)."""
+        return self.stdout + self.stderr
+
+
+@dataclass
+class Pipeline:
+    """Three demo sources and a warehouse on the test server, and a Meltano to run."""
+
+    server: ServerAddress
+    sources: dict[str, demo_data.Endpoint]
+    warehouse: demo_data.Endpoint
+    env: dict[str, str]
+    meltano_sys_dir: Path
+    schema: str = "raw"
+    runs: list[MeltanoResult] = field(default_factory=list)
+
+    def meltano(self, *args: str, check: bool = True, timeout: float = 300) -> MeltanoResult:
+        """Run `meltano ARGS` in the project with this pipeline's environment."""
+        argv = [meltano_executable(), *args]
+        completed = subprocess.run(
+            argv,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        result = MeltanoResult(argv, completed.returncode, completed.stdout, completed.stderr)
+        self.runs.append(result)
+        if check and completed.returncode != 0:
+            pytest.fail(
+                f"`meltano {' '.join(args)}` exited {completed.returncode}:\n"
+                f"{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
+            )
+        return result
+
+    def source_sql(self, source: str, *statements: str) -> None:
+        """Run statements in a source database, in one transaction."""
+        connection = self.sources[source].connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+        finally:
+            connection.close()
+
+
+def _columns(cursor, schema: str, table: str) -> list[tuple[str, str]]:
+    cursor.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (schema, table),
+    )
+    return [(name, kind) for name, kind in cursor.fetchall()]
+
+
+def table_snapshot(
+    endpoint: demo_data.Endpoint, schema: str, table: str, columns: list[str] | None = None
+) -> tuple[list[tuple[str, str]], int, str]:
+    """(columns with their exact types, row count, digest of every value in id order).
+
+    The digest is over each row's text form (the type's own output function, TimeZone UTC),
+    restricted to `columns` in that order when given, so two tables compare value for value.
+    """
+    connection = endpoint.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET TimeZone = 'UTC'")
+            described = _columns(cursor, schema, table)
+            if not described:
+                return [], -1, ""
+            names = columns or [name for name, _ in described]
+            row = ", ".join(f'"{name}"' for name in names)
+            cursor.execute(
+                f"SELECT count(*), md5(coalesce(string_agg(ROW({row})::text, E'\\n' "
+                f'ORDER BY "id"), \'\')) FROM "{schema}"."{table}"'
+            )
+            count, digest = cursor.fetchone()
+            return described, int(count), str(digest)
+    finally:
+        connection.close()
+
+
+def assert_warehouse_equals_sources(pipeline: Pipeline) -> None:
+    """Every source table arrived in the warehouse row for row, type for type."""
+    for source in demo_data.SOURCES:
+        source_columns, source_count, source_digest = table_snapshot(
+            pipeline.sources[source], "public", f"{source}_production"
+        )
+        names = [name for name, _ in source_columns]
+        warehouse_columns, count, digest = table_snapshot(
+            pipeline.warehouse, pipeline.schema, source, names
+        )
+        assert warehouse_columns, f"{pipeline.schema}.{source} is missing in the warehouse"
+        assert dict(warehouse_columns) == dict(source_columns), f"column types of {source}"
+        assert count == source_count, f"row count of {source}"
+        assert digest == source_digest, f"values of {source}"
+
+
+def warehouse_rows(pipeline: Pipeline, query: str) -> list[tuple]:
+    """Rows of a query in the warehouse."""
+    connection = psycopg2.connect(pipeline.server.dsn(pipeline.warehouse.database))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(query)
+            return cursor.fetchall()
+    finally:
+        connection.close()

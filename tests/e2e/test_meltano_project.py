@@ -1,0 +1,128 @@
+"""The Meltano project end to end: `meltano run`, the job, the schedule, config and the check."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from e2e_helpers import (
+    Pipeline,
+    assert_warehouse_equals_sources,
+    clean_environment,
+)
+
+from pen_factory import demo_data
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+MAIN_JOB = ("run", "tap-manufacturing", "target-warehouse-raw")
+
+
+def test_first_load_equals_the_sources(pipeline: Pipeline):
+    result = pipeline.meltano(*MAIN_JOB)
+    assert_warehouse_equals_sources(pipeline)
+    # The target's run summary names every stream and what happened to it.
+    for source in demo_data.SOURCES:
+        assert re.search(rf"\b{source}\b.*\breplaced\b", result.output), result.output[-3000:]
+
+
+def test_second_run_follows_deleted_updated_added_rows_and_a_new_column(pipeline: Pipeline):
+    pipeline.meltano(*MAIN_JOB)
+    pipeline.source_sql(
+        "refills",
+        "DELETE FROM refills_production WHERE id % 10 = 0",
+        "UPDATE refills_production SET units_rejected = units_rejected + 1, "
+        "qc_passed = false, defect_codes = ARRAY['BLOT'], updated_at = now() "
+        "WHERE id % 7 = 0",
+        "INSERT INTO refills_production SELECT id + 100000, lot_code, batch_code, line, shift, "
+        "produced_at, ink_color, ink_volume_ml, ink_volume_tolerance_ml, tip_diameter_mm, "
+        "tip_tolerance_mm, tube_length_mm, units_produced, units_rejected, qc_passed, "
+        "defect_codes, sensor_readings, operator_id, created_at, updated_at "
+        "FROM refills_production WHERE id <= 25",
+    )
+    pipeline.source_sql(
+        "bodies",
+        "ALTER TABLE bodies_production ADD COLUMN inspection_note text, "
+        "ADD COLUMN gloss_units numeric(10,4)",
+        "UPDATE bodies_production SET inspection_note = 'rechecked', gloss_units = 87.5000 "
+        "WHERE id % 3 = 0",
+    )
+    pipeline.source_sql("springs", "DELETE FROM springs_production")
+    pipeline.meltano(*MAIN_JOB)
+    assert_warehouse_equals_sources(pipeline)
+
+
+def test_the_job_runs_and_the_schedule_is_listed(pipeline: Pipeline):
+    pipeline.meltano("run", "manufacturing-el")
+    assert_warehouse_equals_sources(pipeline)
+    listed = pipeline.meltano("schedule", "list", "--format=json")
+    schedules = json.loads(listed.stdout)["schedules"]["job"]
+    daily = {schedule["name"]: schedule for schedule in schedules}["manufacturing-el-daily"]
+    assert daily["interval"] == "@daily"
+    assert daily["job"]["name"] == "manufacturing-el"
+    assert daily["job"]["tasks"] == ["tap-manufacturing target-warehouse-raw"]
+
+
+def test_check_passes_after_a_load_and_fails_after_a_source_changes(pipeline: Pipeline):
+    pipeline.meltano(*MAIN_JOB)
+    good = pipeline.meltano("invoke", "target-warehouse-raw:check", check=False)
+    assert good.returncode == 0, good.output[-4000:]
+    for source in demo_data.SOURCES:
+        assert source in good.stdout, good.output[-4000:]
+    pipeline.source_sql("springs", "DELETE FROM springs_production WHERE id <= 5")
+    bad = pipeline.meltano("invoke", "target-warehouse-raw:check", check=False)
+    assert bad.returncode == 1, bad.output[-4000:]
+    assert "springs" in bad.stdout
+    # A reload brings the warehouse back in line with the source, and the check with it.
+    pipeline.meltano(*MAIN_JOB)
+    again = pipeline.meltano("invoke", "target-warehouse-raw:check", check=False)
+    assert again.returncode == 0, again.output[-4000:]
+
+
+def test_config_comes_from_the_factory_variables_and_hides_passwords(pipeline: Pipeline):
+    pipeline.env.update(REFILLS_PASSWORD="refills-secret", WAREHOUSE_PASSWORD="warehouse-secret")
+    for plugin in ("tap-manufacturing", "target-warehouse-raw"):
+        listed = pipeline.meltano("config", "list", plugin)
+        assert "secret" not in listed.output
+    tap = json.loads(pipeline.meltano("invoke", "--dump=config", "tap-manufacturing").stdout)
+    refills = tap["sources"]["refills"]
+    assert refills["database"] == pipeline.sources["refills"].database
+    assert refills["port"] == pipeline.server.port
+    assert refills["password"] == "refills-secret"
+    target = json.loads(pipeline.meltano("invoke", "--dump=config", "target-warehouse-raw").stdout)
+    assert target["database"] == pipeline.warehouse.database
+    assert target["schema"] == "raw"
+    assert target["check_sources"]["refills"] == {
+        key: refills[key] for key in ("host", "port", "database", "user", "password")
+    }
+
+
+def test_unset_variables_fall_back_to_the_plugin_defaults(pipeline: Pipeline):
+    """Meltano drops an unset `$VAR`; every source block must survive, defaults apply."""
+    pipeline.env = {**clean_environment(), **{
+        key: value for key, value in pipeline.env.items() if key.startswith("MELTANO_")
+    }}  # fmt: skip
+    tap = json.loads(pipeline.meltano("invoke", "--dump=config", "tap-manufacturing").stdout)
+    assert set(tap["sources"]) == set(demo_data.SOURCES)
+    for block in tap["sources"].values():
+        assert set(block) <= {"connect_timeout"}
+    target = json.loads(pipeline.meltano("invoke", "--dump=config", "target-warehouse-raw").stdout)
+    assert not {"host", "port", "database", "user", "password", "schema"} & set(target)
+    from tap_manufacturing.config import parse_settings
+
+    settings = parse_settings(tap)
+    refills = settings.source("refills")
+    assert (refills.host, refills.port, refills.database, refills.user) == (
+        "localhost", 5432, "refills", "postgres",
+    )  # fmt: skip
+    assert (refills.schema, refills.table) == ("public", "refills_production")
+
+
+def test_meltano_own_variables_override_the_project(pipeline: Pipeline):
+    pipeline.env["TAP_MANUFACTURING_SOURCES_BODIES_TABLE"] = "bodies_v2"
+    pipeline.env["TARGET_WAREHOUSE_RAW_SCHEMA"] = "raw_override"
+    tap = json.loads(pipeline.meltano("invoke", "--dump=config", "tap-manufacturing").stdout)
+    assert tap["sources"]["bodies"]["table"] == "bodies_v2"
+    target = json.loads(pipeline.meltano("invoke", "--dump=config", "target-warehouse-raw").stdout)
+    assert target["schema"] == "raw_override"
