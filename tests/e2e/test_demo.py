@@ -1,0 +1,55 @@
+"""The README's first command, minus the virtualenv: `pen-factory demo` in a fresh clone."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from e2e_helpers import PROJECT_ROOT, clean_environment
+
+from pen_factory import demo_data
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _pen_factory() -> str:
+    beside = Path(sys.executable).parent / "pen-factory"
+    return str(beside) if beside.exists() else "pen-factory"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git to clone the project")
+def test_demo_runs_from_a_fresh_clone(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(PROJECT_ROOT), str(clone)], check=True)
+    env = clean_environment()
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+
+    def pen_factory(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [_pen_factory(), *args],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    try:
+        demo = pen_factory("demo", "--rows", "200")
+        output = demo.stdout + demo.stderr
+        assert demo.returncode == 0, output[-6000:]
+        for source in demo_data.SOURCES:
+            assert f"{source} 200" in demo.stdout  # the generator's line
+            assert f'"raw"."{source}"' in output  # the target's run summary
+        assert "Demo finished" in demo.stdout
+        # Its data stays inside the clone, and the server is stopped afterwards.
+        assert (clone / ".demo" / "pgdata" / "PG_VERSION").exists()
+        status = pen_factory("embedded", "status")
+        assert status.returncode == 3, status.stdout + status.stderr
+    finally:
+        pen_factory("embedded", "stop", timeout=120)
