@@ -101,6 +101,11 @@ class ManufacturingStream(SQLStream):
             self.replication_key = self.source.replication_key
             self.forced_replication_method = "INCREMENTAL"
 
+    @override
+    def get_batch_config(self, config: Any) -> None:
+        """None: BATCH messages are not offered; rows always stream as RECORD messages."""
+        return None
+
     # -- helpers -------------------------------------------------------------------
 
     @property

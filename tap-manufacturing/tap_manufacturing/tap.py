@@ -11,6 +11,7 @@ import click
 from singer_sdk import SQLTap, Stream
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import PluginCapabilities
 
 from tap_manufacturing.client import ManufacturingConnector, SourceError, connect
 from tap_manufacturing.config import (
@@ -70,6 +71,8 @@ class TapManufacturing(SQLTap):
     name = "tap-manufacturing"
     default_stream_class = ManufacturingStream
     message_writer_class = SingerOutput
+    capabilities = [c for c in SQLTap.capabilities if c is not PluginCapabilities.BATCH]
+    """Everything the SDK offers except BATCH: records stream as RECORD messages."""
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -106,6 +109,13 @@ class TapManufacturing(SQLTap):
         if self._settings is None:
             self._settings = parse_settings(self.config)
         return self._settings
+
+    @classmethod
+    @override
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """The SDK's built-in settings, without SQLTap's `use_singer_decimal`: numeric values
+        keep their exact digits as JSON numbers here, so that setting would have no effect."""
+        super(SQLTap, cls).append_builtin_config(config_jsonschema)
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
