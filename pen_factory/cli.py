@@ -3,6 +3,7 @@
     pen-factory demo [--rows N] [--keep-running]   embedded server + demo data + meltano run + check
     pen-factory embedded start|stop|status|psql    the demo's PostgreSQL server in .demo/pgdata
     pen-factory demo-data [--rows N] [--host ...]  generate the demo sources on any server
+    pen-factory readme-settings [--check]          README settings tables from the plugins' --about
 
 Every command exits non-zero with one clear line on stderr when something fails.
 """
@@ -18,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pen_factory import demo_data
+from pen_factory import demo_data, readme_settings
 from pen_factory.embedded import EmbeddedPostgres, ServerAddress, psql_path, wait_until_ready
 
 PLUGINS = (("extractors", "tap-manufacturing"), ("loaders", "target-warehouse-raw"))
@@ -233,6 +234,20 @@ def command_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_readme_settings(args: argparse.Namespace) -> int:
+    """Regenerate (or, with --check, verify) the README's settings tables."""
+    readme = (args.project_dir or find_project_dir()) / "README.md"
+    current = readme_settings.sync(readme, check=args.check)
+    if current:
+        print("README settings tables are current")
+        return 0
+    if args.check:
+        print("README settings tables are out of date: run `pen-factory readme-settings`")
+        return 1
+    print("README settings tables regenerated")
+    return 0
+
+
 def _rows(text: str) -> int:
     value = int(text.replace("_", ""))
     if value < 0:
@@ -300,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --host (default postgres; password from PGPASSWORD)",
     )
     data.set_defaults(handler=command_demo_data)
+
+    readme = commands.add_parser(
+        "readme-settings",
+        help="regenerate the README's settings tables from the plugins' --about output",
+    )
+    readme.add_argument("--check", action="store_true", help="only report whether they drifted")
+    readme.set_defaults(handler=command_readme_settings)
     return parser
 
 

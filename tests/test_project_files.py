@@ -1,0 +1,63 @@
+"""The project's own files agree with each other: README, meltano.yml, .env.example."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from pen_factory import readme_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_settings_tables_match_the_plugins():
+    assert readme_settings.sync(ROOT / "README.md", check=True), (
+        "README settings tables are out of date: run `pen-factory readme-settings`"
+    )
+
+
+def test_quick_start_is_exactly_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    assert block.strip().splitlines() == ["python3 run.py demo", "python3 run.py test"]
+
+
+def _meltano_variables() -> set[str]:
+    lines = (ROOT / "meltano.yml").read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    return set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)\}?", text))
+
+
+def test_env_example_lists_every_variable_meltano_yml_reads():
+    example = (ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
+    assert _meltano_variables() <= listed
+    passwords = re.findall(r"^[A-Z_]*PASSWORD=(\S*)", example, re.MULTILINE)
+    assert passwords
+    assert set(passwords) == {""}  # no secrets, not even example ones
+
+
+def test_every_setting_is_declared_with_kind_and_description():
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    plugins = project["plugins"]["extractors"] + project["plugins"]["loaders"]
+    for plugin in plugins:
+        for setting in plugin["settings"]:
+            assert setting.get("kind"), (plugin["name"], setting["name"])
+            assert setting.get("description"), (plugin["name"], setting["name"])
+            if setting["name"].endswith("password"):
+                assert setting["kind"] == "password", setting["name"]
+                assert setting.get("sensitive") is True, setting["name"]
+
+
+def test_the_tap_and_the_check_read_the_same_sources():
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    tap = project["plugins"]["extractors"][0]["config"]["sources"]
+    check = project["plugins"]["loaders"][0]["config"]["check_sources"]
+    assert set(tap) == set(check) == {"refills", "bodies", "springs"}
+    for name, block in tap.items():
+        for key, value in check[name].items():
+            assert block[key] == value
+        assert check[name]["host"] == f"${name.upper()}_HOST"
