@@ -68,6 +68,7 @@ def test_plain_run_emits_all_streams_with_versions(factory, run_tap):
         last_record = max(i for i, k in enumerate(kinds) if k == ("RECORD", source))
         assert kinds.index(("ACTIVATE_VERSION", source)) > last_record
         assert all(m["time_extracted"].endswith("+00:00") for m in records)
+        assert f"Finished stream '{source}': 20 rows in" in run.stderr
 
 
 def test_catalog_deselection_of_streams_and_columns(factory, run_tap):

@@ -1,0 +1,51 @@
+"""Type handlers: JSON Schema, portable hint and SELECT expression (no database)."""
+
+from __future__ import annotations
+
+from tap_manufacturing.types import PgType, property_schema, select_expression
+
+
+def test_numeric_keeps_its_modifier_and_allows_special_strings():
+    pg = PgType(exact="numeric(10,4)", name="numeric", base="numeric(10,4)")
+    assert property_schema(pg, not_null=True) == {
+        "type": ["number", "string"],
+        "x-sql-datatype": "numeric(10,4)",
+    }
+
+
+def test_domain_enum_and_composite_get_portable_types():
+    domain = PgType(exact="positive_mm", name="numeric", base="numeric(8,3)")
+    assert property_schema(domain, not_null=False)["x-sql-datatype"] == "numeric(8,3)"
+    enum = PgType(exact="mood", name="mood", base="mood", kind="e", builtin=False,
+                  enum_labels=("ok", "scrap"))  # fmt: skip
+    assert property_schema(enum, not_null=False) == {
+        "type": ["string", "null"],
+        "enum": ["ok", "scrap", None],
+        "x-sql-datatype": "text",
+    }
+    composite = PgType(exact="dimension", name="dimension", base="dimension", kind="c",
+                       builtin=False)  # fmt: skip
+    assert property_schema(composite, not_null=True)["x-sql-datatype"] == "jsonb"
+
+
+def test_arrays_describe_their_elements():
+    element = PgType(exact="mood", name="mood", base="mood", kind="e", builtin=False,
+                     enum_labels=("ok",))  # fmt: skip
+    array = PgType(exact="mood[]", name="_mood", base="mood[]", builtin=False, element=element)
+    schema = property_schema(array, not_null=False)
+    assert schema["type"] == ["array", "null"]
+    assert schema["items"] == {"type": ["string", "null"], "enum": ["ok", None]}
+    assert schema["x-sql-datatype"] == "text[]"
+
+
+def test_select_expressions_for_types_json_cannot_carry_as_is():
+    bytea = PgType(exact="bytea", name="bytea", base="bytea")
+    assert select_expression(bytea, '"b"') == "translate(encode(\"b\", 'base64'), E'\\n', '')"
+    money = PgType(exact="money", name="money", base="money")
+    assert select_expression(money, '"m"') == '"m"::numeric'
+    json_type = PgType(exact="json", name="json", base="json")
+    assert select_expression(json_type, '"j"') == '"j"::jsonb'
+    text = PgType(exact="character varying(5)", name="varchar", base="character varying(5)",
+                  typmod=9)  # fmt: skip
+    assert select_expression(text, '"c"') == '"c"'
+    assert property_schema(text, not_null=True)["maxLength"] == 5
