@@ -146,7 +146,12 @@ def assert_warehouse_equals_sources(pipeline: Pipeline) -> None:
             pipeline.warehouse, pipeline.schema, source, names
         )
         assert warehouse_columns, f"{pipeline.schema}.{source} is missing in the warehouse"
-        assert dict(warehouse_columns) == dict(source_columns), f"column types of {source}"
+        landed = dict(warehouse_columns)
+        assert {name: landed.get(name) for name in names} == dict(source_columns), (
+            f"column types of {source}"
+        )
+        # Only Singer metadata columns may come on top (e.g. `_sdc_table_version` in upsert).
+        assert all(name.startswith("_sdc_") for name in set(landed) - set(names)), landed
         assert count == source_count, f"row count of {source}"
         assert digest == source_digest, f"values of {source}"
 
