@@ -56,7 +56,14 @@ def ensure_environment() -> None:
     python = _bin("python")
     if not python.exists():
         _say(f"creating the virtualenv {VENV.relative_to(ROOT)}")
-        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        try:
+            venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            _say(
+                f"cannot create {VENV}: {exc}. On Debian or Ubuntu the venv module needs "
+                "`apt-get install python3-venv`."
+            )
+            sys.exit(1)
     fingerprint = _requirements_fingerprint()
     if STAMP.exists() and STAMP.read_text().strip() == fingerprint:
         return
