@@ -68,13 +68,32 @@ class ManufacturingStream(SQLStream):
         super().__init__(tap=tap, catalog_entry=catalog_entry, connector=connector)
         self.source = connector.source
         self.settings = tap.settings
-        root = self.metadata.root
-        method = catalog_entry.get("replication_method") or root.forced_replication_method
-        key = catalog_entry.get("replication_key") or root.replication_key
-        if key and method != "FULL_TABLE":
-            self.replication_key = key
-        if method:
-            self.forced_replication_method = method
+        self._resolve_replication()
+
+    def _resolve_replication(self) -> None:
+        """Replication method and key: the catalog's choice first, then the source's config.
+
+        The SDK does not read the Singer `replication-method` stream metadata (the field
+        Meltano's `metadata:` extra sets), so it is read here from the raw catalog entry:
+        `replication-method` metadata, then the entry's `replication_method`, then
+        `forced-replication-method`, then the config. The key likewise.
+        """
+        entry = self.catalog_entry
+        root = next(
+            (m.get("metadata", {}) for m in entry.get("metadata", []) if not m.get("breadcrumb")),
+            {},
+        )
+        method = str(
+            root.get("replication-method")
+            or entry.get("replication_method")
+            or root.get("forced-replication-method")
+            or self.source.replication_method
+        ).upper()
+        key = root.get("replication-key") or entry.get("replication_key")
+        if method == "INCREMENTAL" and not key:
+            key = self.source.replication_key
+        self.forced_replication_method = method
+        self.replication_key = key if method == "INCREMENTAL" else None
 
     @override
     @property
@@ -91,15 +110,9 @@ class ManufacturingStream(SQLStream):
 
     @override
     def apply_catalog(self, catalog: Any) -> None:
-        """Let a catalog's replication settings win; fall back to the source's config."""
+        """The SDK's catalog handling, then our replication rules (see _resolve_replication)."""
         super().apply_catalog(catalog)
-        if (
-            not self.replication_key
-            and self.source.replication_method == "INCREMENTAL"
-            and self.forced_replication_method != "FULL_TABLE"
-        ):
-            self.replication_key = self.source.replication_key
-            self.forced_replication_method = "INCREMENTAL"
+        self._resolve_replication()
 
     @override
     def get_batch_config(self, config: Any) -> None:

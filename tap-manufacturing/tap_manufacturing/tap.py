@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -103,6 +104,12 @@ class TapManufacturing(SQLTap):
 
     _settings: TapSettings | None = None
 
+    def __init__(self, *, catalog: Any = None, **kwargs: Any) -> None:
+        """Keep the input catalog as given: the SDK's parsed catalog drops metadata it does
+        not model (`replication-method`, `sql-datatype`, ...), which streams need."""
+        self._raw_catalog = copy.deepcopy(catalog) if isinstance(catalog, Mapping) else None
+        super().__init__(catalog=catalog, **kwargs)
+
     @property
     def settings(self) -> TapSettings:
         """The validated, frozen settings of this run."""
@@ -135,6 +142,8 @@ class TapManufacturing(SQLTap):
         """One entry per configured source, from its one table (the SDK assumes one database)."""
         if self._catalog_dict is not None:
             return self._catalog_dict
+        if self._raw_catalog is not None:
+            return self._raw_catalog
         if self.input_catalog:
             return self.input_catalog.to_dict()
         entries = []

@@ -67,14 +67,28 @@ def test_incremental_from_catalog_metadata(factory, run_tap):
     catalog = json.loads(run_tap(config, "--discover").stdout)
     entry = next(s for s in catalog["streams"] if s["tap_stream_id"] == "springs")
     root = next(m for m in entry["metadata"] if m["breadcrumb"] == [])
+    # What Meltano's `metadata: {springs: {replication-method: ..., replication-key: ...}}`
+    # does to the discovered catalog.
     root["metadata"].update({"replication-method": "INCREMENTAL", "replication-key": "id"})
-    root["metadata"].pop("forced-replication-method", None)
-    entry.pop("replication_method", None)
     state = {"bookmarks": {"springs": {"replication_key": "id", "replication_key_value": 15}}}
     run = run_tap(config, catalog=catalog, state=state)
     assert [r["id"] for r in run.records("springs")] == [15, 16, 17, 18, 19, 20]
     assert run.final_state["bookmarks"]["springs"]["replication_key_value"] == 20
     assert len(run.records("refills")) == 20  # untouched streams stay FULL_TABLE
+
+
+def test_catalog_can_turn_configured_incremental_back_to_full_table(factory, run_tap):
+    config = factory.config(refills=INCREMENTAL)
+    catalog = json.loads(run_tap(config, "--discover").stdout)
+    entry = next(s for s in catalog["streams"] if s["tap_stream_id"] == "refills")
+    assert entry["replication_key"] == "updated_at"
+    root = next(m for m in entry["metadata"] if m["breadcrumb"] == [])
+    root["metadata"]["replication-method"] = "FULL_TABLE"
+    state = {"bookmarks": {"refills": {"replication_key": "updated_at",
+                                       "replication_key_value": _updated_at(19)}}}  # fmt: skip
+    run = run_tap(config, catalog=catalog, state=state)
+    assert len(run.records("refills")) == 20
+    assert run.of_type("ACTIVATE_VERSION", "refills")
 
 
 @pytest.mark.fault
