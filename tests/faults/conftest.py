@@ -1,0 +1,132 @@
+"""Fixtures of the fault-injection suite and its closing figures (see faultkit.py for how a
+load is held in one phase)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+# The suite's helper module lives beside this file; pytest runs with --import-mode=importlib.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from faultkit import FIGURES, SECRET, Db, FaultWarehouse
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if not (FIGURES["fault scenarios"] or FIGURES["bad inputs"] or FIGURES["property examples"]):
+        return
+    terminalreporter.section("fault injection figures")
+    for kind, value in FIGURES.items():
+        shown = (
+            f"{value:.3f}" if isinstance(value, float) and not value.is_integer() else int(value)
+        )
+        terminalreporter.write_line(f"{kind:>28}: {shown}")
+
+
+@pytest.fixture
+def fault_warehouse(pg_server, make_database, tmp_path) -> Iterator[FaultWarehouse]:
+    """A fresh warehouse database and the target config pointing at it."""
+    name = make_database("fw")
+    config = {
+        "host": pg_server.host,
+        "port": pg_server.port,
+        "user": pg_server.user,
+        "database": name,
+        "progress_interval": 0,
+    }
+    warehouse = FaultWarehouse(Db(pg_server.dsn(name)), config, tmp_path)
+    yield warehouse
+    for process in warehouse.processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+@pytest.fixture
+def secret_role(pg_server) -> Iterator[tuple[str, str]]:
+    """A login role with a real password on the test server: (role, password)."""
+    role = f"fault_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(pg_server.dsn())
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD %s", (SECRET,))
+    try:
+        yield role, SECRET
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
+
+
+# --- the real meltano on fresh sources ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fault_meltano_sys_dir(tmp_path_factory) -> Path:
+    """A Meltano system folder with both plugins installed (once per session)."""
+    from e2e_helpers import PROJECT_ROOT, clean_environment, meltano_executable
+
+    sys_dir = tmp_path_factory.mktemp("fault-meltano-sys") / ".meltano"
+    env = clean_environment()
+    env["MELTANO_SYS_DIR_ROOT"] = str(sys_dir)
+    env["MELTANO_DATABASE_URI"] = f"sqlite:///{sys_dir.parent / 'install.db'}"
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    done = subprocess.run(
+        [meltano_executable(), "install"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"meltano install failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+    return sys_dir
+
+
+@pytest.fixture
+def fault_pipeline(pg_server, make_database, fault_meltano_sys_dir, tmp_path):
+    """Fresh demo sources, an empty warehouse and an isolated Meltano state database."""
+    from e2e_helpers import DEMO_ROWS, Pipeline, clean_environment
+
+    from pen_factory import demo_data
+
+    base = demo_data.endpoints_on_server(pg_server.host, pg_server.port, pg_server.user)
+    sources = {
+        name: replace(base[name], database=make_database(name)) for name in demo_data.SOURCES
+    }
+    warehouse = replace(base["warehouse"], database=make_database("warehouse"))
+    demo_data.generate_demo({**sources, "warehouse": warehouse}, DEMO_ROWS)
+    env = clean_environment()
+    env.update(
+        MELTANO_SYS_DIR_ROOT=str(fault_meltano_sys_dir),
+        MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
+        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+        WAREHOUSE_HOST=pg_server.host,
+        WAREHOUSE_PORT=str(pg_server.port),
+        WAREHOUSE_DB=warehouse.database,
+        WAREHOUSE_USER=pg_server.user,
+        WAREHOUSE_SCHEMA="raw",
+    )
+    for name, endpoint in sources.items():
+        prefix = name.upper()
+        env[f"{prefix}_HOST"] = endpoint.host
+        env[f"{prefix}_PORT"] = str(endpoint.port)
+        env[f"{prefix}_DB"] = endpoint.database
+        env[f"{prefix}_USER"] = endpoint.user
+    pipeline = Pipeline(pg_server, sources, warehouse, env, fault_meltano_sys_dir)
+    started: list[subprocess.Popen] = []
+    pipeline.started = started  # background meltano processes, killed (as a group) at the end
+    yield pipeline
+    for process in started:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)

@@ -1,0 +1,376 @@
+"""Fault-injection helpers: a warehouse with checksums, gates that hold a load in one phase,
+the real target as a process, the real `meltano` on fresh sources, and the session's figures.
+
+How a phase is made observable (and held) without touching product code:
+- *copy/insert*: a row trigger on the live table waits on an advisory lock the test holds
+  (`gate`); the target's backend then sits in phase `insert` with a Lock wait.
+- *after the copy, before the commit*: the test locks the stream's `running` load-history row
+  (`FOR UPDATE`); the target's closing UPDATE of that row waits, every batch already inserted.
+- *during the commit*: a deferred constraint trigger waits on the gate, so `COMMIT` itself
+  runs (and waits) on the server.
+- *reading input*: the test writes part of the stream and keeps the pipe open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+FAULTS_DIR = Path(__file__).parent
+GATE_KEY = 770_077  # advisory lock key of the gate (session level, test connection)
+SECRET = "Fault-Pw-" + uuid.uuid4().hex[:12]  # a password that must never be printed
+
+# --- figures for the terminal summary --------------------------------------------------------
+
+FIGURES: dict[str, float] = {
+    "fault scenarios": 0,
+    "bad inputs": 0,
+    "property examples": 0,
+    "rows verified": 0,
+    "rows lost or corrupted": 0,
+    "longest reader wait (s)": 0.0,
+}
+
+
+def count(kind: str, amount: float = 1) -> None:
+    """Add to one of the session's figures."""
+    FIGURES[kind] += amount
+
+
+def note_wait(seconds: float) -> None:
+    """Remember the longest time a reader waited for a query during a load."""
+    FIGURES["longest reader wait (s)"] = max(FIGURES["longest reader wait (s)"], seconds)
+
+
+# --- executables ----------------------------------------------------------------------------
+
+
+def executable(name: str) -> str:
+    """A console script installed next to the running interpreter (or on PATH)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed")
+    return found
+
+
+# --- Singer text ----------------------------------------------------------------------------
+
+
+def line(message: dict | str) -> str:
+    """One Singer line (a dict is dumped, a string taken as is)."""
+    return (message if isinstance(message, str) else json.dumps(message)) + "\n"
+
+
+def singer(*messages: dict | str) -> str:
+    """Singer text from messages."""
+    return "".join(line(m) for m in messages)
+
+
+def schema_msg(stream: str, properties: dict, keys: list[str] | None = None) -> dict:
+    """A SCHEMA message."""
+    return {
+        "type": "SCHEMA",
+        "stream": stream,
+        "key_properties": keys or [],
+        "schema": {"type": "object", "properties": properties},
+    }
+
+
+def record_msg(stream: str, data: dict) -> dict:
+    """A RECORD message."""
+    return {"type": "RECORD", "stream": stream, "record": data}
+
+
+def state_msg(value: dict) -> dict:
+    """A STATE message."""
+    return {"type": "STATE", "value": value}
+
+
+# --- the warehouse ----------------------------------------------------------------------------
+
+
+@dataclass
+class Db:
+    """One database on the test server, queried in fresh UTC connections."""
+
+    dsn: str
+    schema: str = "raw"
+
+    def connect(self) -> psycopg2.extensions.connection:
+        conn = psycopg2.connect(self.dsn, application_name="fault-tests")
+        with conn.cursor() as cursor:
+            cursor.execute("SET TimeZone = 'UTC'")
+        conn.commit()
+        return conn
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall() if cursor.description else []
+        finally:
+            conn.commit()
+            conn.close()
+
+    def execute(self, sql: str) -> None:
+        conn = self.connect()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql)
+        finally:
+            conn.close()
+
+    def tables(self) -> list[str]:
+        """Tables of the warehouse schema, without the load history."""
+        rows = self.query(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname <> '_load_history' "
+            "ORDER BY 1",
+            (self.schema,),
+        )
+        return [name for (name,) in rows]
+
+    def checksum(self, table: str) -> tuple[int, str]:
+        """(rows, md5 of every row's text form in a stable order) of one table."""
+        qualified = f'"{self.schema}"."{table}"'
+        ((rows, digest),) = self.query(
+            f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
+            f"FROM {qualified} t"
+        )
+        return int(rows), str(digest)
+
+    def snapshot(self) -> dict[str, tuple[int, str]]:
+        """Checksum of every table in the schema."""
+        return {table: self.checksum(table) for table in self.tables()}
+
+    def history(self) -> list[tuple]:
+        return self.query(
+            f'SELECT stream, status, rows, error FROM "{self.schema}"._load_history ORDER BY id'
+        )
+
+    def backends(self, pattern: str) -> list[tuple[int, str, str | None, str, str]]:
+        """(pid, application_name, wait_event_type, query, state) of sessions LIKE pattern."""
+        return self.query(
+            "SELECT pid, application_name, wait_event_type, query, state FROM pg_stat_activity "
+            "WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
+            (pattern,),
+        )
+
+
+def assert_same_content(
+    before: dict[str, tuple[int, str]],
+    after: dict[str, tuple[int, str]],
+    *,
+    allow: dict | None = None,
+) -> None:
+    """Every table holds exactly what it held (or, for tables in `allow`, that content).
+
+    Records the rows verified and the rows lost or corrupted in the session figures.
+    """
+    allow = allow or {}
+    lost = 0
+    for table, (rows, digest) in before.items():
+        count("rows verified", rows)
+        acceptable = {(rows, digest)}
+        if table in allow:
+            acceptable.add(allow[table])
+        if after.get(table) not in acceptable:
+            lost += rows
+    count("rows lost or corrupted", lost)
+    assert set(after) == set(before), f"tables changed: {sorted(before)} -> {sorted(after)}"
+    assert lost == 0, f"content changed: {before} -> {after}"
+
+
+def wait_until(predicate: Callable[[], object], what: str, timeout: float = 30) -> object:
+    """Poll until `predicate()` is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.03)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_for_backend(db: Db, stream: str, *, phase: str = "%", lock_wait: bool = False,
+                     timeout: float = 30) -> int:  # fmt: skip
+    """pid of the target's session for `stream` in `phase` (waiting on a lock if asked)."""
+
+    def found() -> int | None:
+        sessions = db.backends(f"target-warehouse-raw:{stream}:{phase}")
+        for pid, _name, wait_type, _query, _state in sessions:
+            if not lock_wait or wait_type == "Lock":
+                return pid
+        return None
+
+    return int(wait_until(found, f"target session {stream}:{phase}", timeout))
+
+
+class Gate:
+    """An advisory lock held by a test connection; triggers installed by `install_*` wait on it."""
+
+    def __init__(self, db: Db) -> None:
+        self.conn = db.connect()
+        self.conn.autocommit = True
+        self.conn.cursor().execute("SELECT pg_advisory_lock(%s)", (GATE_KEY,))
+
+    def open(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self.conn.cursor().execute("SELECT pg_advisory_unlock_all()")
+            self.conn.close()
+            self.conn = None
+
+
+def install_gate(db: Db, table: str, *, at_commit: bool) -> None:
+    """A trigger on `table` that waits for the gate: per inserted row, or at COMMIT."""
+    qualified = f'"{db.schema}"."{table}"'
+    kind = "CONSTRAINT TRIGGER" if at_commit else "TRIGGER"
+    timing = "AFTER INSERT" if at_commit else "BEFORE INSERT"
+    deferred = "DEFERRABLE INITIALLY DEFERRED" if at_commit else ""
+    db.execute(
+        f"""CREATE OR REPLACE FUNCTION public.fault_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              PERFORM pg_advisory_lock({GATE_KEY});
+              PERFORM pg_advisory_unlock({GATE_KEY});
+              RETURN NEW;
+            END $$;
+            DROP TRIGGER IF EXISTS fault_gate ON {qualified};
+            CREATE {kind} fault_gate {timing} ON {qualified} {deferred}
+              FOR EACH ROW EXECUTE FUNCTION public.fault_gate();"""
+    )
+
+
+def remove_gate(db: Db, table: str) -> None:
+    db.execute(f'DROP TRIGGER IF EXISTS fault_gate ON "{db.schema}"."{table}"')
+
+
+class HistoryRowLock:
+    """Holds the `running` load-history row of a stream FOR UPDATE (blocks the final UPDATE)."""
+
+    def __init__(self, db: Db, stream: str) -> None:
+        self.conn = db.connect()
+        wait_until(
+            lambda: db.query(
+                f'SELECT 1 FROM "{db.schema}"._load_history '
+                "WHERE stream = %s AND status = 'running'",
+                (stream,),
+            ),
+            f"a running history row of {stream}",
+        )
+        with self.conn.cursor() as cursor:
+            cursor.execute(
+                f'SELECT id FROM "{db.schema}"._load_history '
+                "WHERE stream = %s AND status = 'running' FOR UPDATE",
+                (stream,),
+            )
+
+    def release(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+
+
+# --- the target as a process ------------------------------------------------------------------
+
+
+@dataclass
+class Done:
+    """What one finished process produced."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def states(self) -> list[dict]:
+        return [json.loads(text) for text in self.stdout.splitlines() if text.strip()]
+
+
+@dataclass
+class FaultWarehouse:
+    """A fresh warehouse database, the target's config, and ways to run the target."""
+
+    db: Db
+    config: dict
+    tmp: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def config_file(self, **extra: object) -> Path:
+        path = self.tmp / f"target-{uuid.uuid4().hex[:8]}.json"
+        path.write_text(json.dumps({**self.config, **extra}))
+        return path
+
+    def start(self, **extra: object) -> subprocess.Popen:
+        """Start the target; the caller writes to its stdin."""
+        process = subprocess.Popen(
+            [executable("target-warehouse-raw"), "--config", str(self.config_file(**extra))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.processes.append(process)
+        return process
+
+    def run(self, text: str | bytes, *, timeout: float = 180, **extra: object) -> Done:
+        """Pipe Singer text into the target and wait for it."""
+        data = text.encode() if isinstance(text, str) else text
+        done = subprocess.run(
+            [executable("target-warehouse-raw"), "--config", str(self.config_file(**extra))],
+            input=data,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        return Done(done.returncode, done.stdout.decode(), done.stderr.decode(errors="replace"))
+
+
+def feed(process: subprocess.Popen, text: str) -> None:
+    """Write to a running target without closing its input."""
+    process.stdin.write(text.encode())
+    process.stdin.flush()
+
+
+def finish(process: subprocess.Popen, *, close_input: bool = True, timeout: float = 120) -> Done:
+    """(Close the input and) collect a process's output."""
+    if close_input and process.stdin is not None:
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            process.stdin.close()
+        process.stdin = None
+    out, err = process.communicate(timeout=timeout)
+    return Done(process.returncode, out.decode(), err.decode(errors="replace"))
+
+
+def start_meltano(pipeline, *args: str) -> subprocess.Popen:
+    """Start `meltano ARGS` in its own process group (so the whole run can be signalled)."""
+    from e2e_helpers import PROJECT_ROOT, meltano_executable
+
+    process = subprocess.Popen(
+        [meltano_executable(), *args],
+        cwd=PROJECT_ROOT,
+        env=pipeline.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    pipeline.started.append(process)
+    return process
