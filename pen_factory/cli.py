@@ -54,17 +54,52 @@ def demo_server(project_dir: Path) -> EmbeddedPostgres:
     return EmbeddedPostgres(project_dir / ".demo" / "pgdata")
 
 
-def demo_environment(address: ServerAddress, base: dict[str, str] | None = None) -> dict[str, str]:
+_SETTING_SUFFIXES = ("HOST", "PORT", "DB", "USER", "PASSWORD", "SCHEMA", "TABLE", "SSLMODE",
+                    "REPLICATION_METHOD", "REPLICATION_KEY", "LOAD_METHOD")  # fmt: skip
+
+
+def _dotenv_keys(project_dir: Path | None) -> list[str]:
+    """Names of the variables a project `.env` file sets (values are not read)."""
+    if project_dir is None or not (project_dir / ".env").is_file():
+        return []
+    keys = []
+    for line in (project_dir / ".env").read_text(errors="replace").splitlines():
+        line = line.strip().removeprefix("export ").strip()
+        if line and not line.startswith("#") and "=" in line:
+            keys.append(line.split("=", 1)[0].strip())
+    return keys
+
+
+def demo_environment(
+    address: ServerAddress,
+    base: dict[str, str] | None = None,
+    project_dir: Path | None = None,
+) -> dict[str, str]:
     """The environment for Meltano: every source and the warehouse on the demo server.
 
     Variables the user set for the real databases (and Meltano's own plugin variables) are
-    removed, so the demo can never touch them.
+    removed, and the same names are set empty so that a project `.env` (which Meltano reads,
+    but which loses to the process environment) cannot point the demo elsewhere either. An
+    empty value means "use the default" to both plugins.
     """
     env = {
         key: value
         for key, value in (os.environ if base is None else base).items()
         if not key.startswith(_PIPELINE_PREFIXES)
     }
+    for name in (*demo_data.SOURCES, demo_data.WAREHOUSE):
+        for suffix in _SETTING_SUFFIXES:
+            env[f"{name.upper()}_{suffix}"] = ""
+    native = ("TAP_MANUFACTURING_", "TARGET_WAREHOUSE_RAW_")
+    for key in _dotenv_keys(project_dir):
+        if key.startswith(native):
+            # An empty Meltano plugin variable would still override meltano.yml (with "").
+            raise CommandError(
+                f"the project's .env sets {key}, which would point the demo away from its "
+                "embedded server; move .env aside while running the demo"
+            )
+        if key.startswith(_PIPELINE_PREFIXES):
+            env[key] = ""
     # Only where the server is: database names, user, schemas and tables are left to the
     # plugins' defaults, so every demo run also proves that the defaults work.
     for name in (*demo_data.SOURCES, demo_data.WAREHOUSE):
@@ -126,7 +161,7 @@ def command_demo(args: argparse.Namespace) -> int:
         )
         listed = ", ".join(f"{name} {count}" for name, count in counts.items())
         print(f"    {listed} rows ({time.monotonic() - started:.1f} s)", flush=True)
-        env = demo_environment(address)
+        env = demo_environment(address, project_dir=project_dir)
         meltano = meltano_executable()
         if not plugins_installed(project_dir):
             _step("Installing the Meltano plugins (first run only)")

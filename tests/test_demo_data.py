@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 
 from pen_factory import demo_data
-from pen_factory.cli import demo_environment
+from pen_factory.cli import CommandError, demo_environment
 from pen_factory.embedded import ServerAddress
 
 
@@ -185,7 +185,21 @@ def test_demo_environment_points_everything_at_the_embedded_server():
     for prefix in ("REFILLS", "BODIES", "SPRINGS", "WAREHOUSE"):
         assert env[f"{prefix}_HOST"] == "127.0.0.1"
         assert env[f"{prefix}_PORT"] == "54321"
-    # The rest is left to the plugins' defaults (database = source name, user postgres, ...).
-    assert "WAREHOUSE_DB" not in env
-    assert "WAREHOUSE_PASSWORD" not in env
-    assert not any(key.startswith(("TARGET_WAREHOUSE_RAW_", "TAP_MANUFACTURING_")) for key in env)
+    # The rest is left to the plugins' defaults (database = source name, user postgres, ...),
+    # set empty so that a project .env cannot override it either.
+    assert env["WAREHOUSE_DB"] == ""
+    assert env["WAREHOUSE_PASSWORD"] == ""
+    assert not any(
+        value for key, value in env.items() if key.startswith(("TARGET_", "TAP_MANUFACTURING_"))
+    )
+
+
+def test_demo_environment_shadows_the_project_dotenv(tmp_path):
+    (tmp_path / ".env").write_text("# production\nexport REFILLS_DB=prod_refills\nOTHER=1\n")
+    env = demo_environment(ServerAddress("127.0.0.1", 5555), {}, project_dir=tmp_path)
+    assert env["REFILLS_DB"] == ""
+    assert "OTHER" not in env
+    # Meltano's own plugin variables cannot be neutralised from outside: refuse clearly.
+    (tmp_path / ".env").write_text("TARGET_WAREHOUSE_RAW_HOST=prod-dwh\n")
+    with pytest.raises(CommandError, match="TARGET_WAREHOUSE_RAW_HOST"):
+        demo_environment(ServerAddress("127.0.0.1", 5555), {}, project_dir=tmp_path)
