@@ -68,12 +68,13 @@ def test_check_passes_after_a_load_and_fails_after_a_source_changes(pipeline: Pi
     pipeline.meltano(*MAIN_JOB)
     good = pipeline.meltano("invoke", "target-warehouse-raw:check", check=False)
     assert good.returncode == 0, good.output[-4000:]
-    for source in demo_data.SOURCES:
-        assert source in good.stdout, good.output[-4000:]
+    for source in demo_data.SOURCES:  # one line per table: rows, status, source rows, match
+        assert re.search(rf"^{source}\s+300\s.*\s300\s+yes\s*$", good.stdout, re.M), good.stdout
     pipeline.source_sql("springs", "DELETE FROM springs_production WHERE id <= 5")
     bad = pipeline.meltano("invoke", "target-warehouse-raw:check", check=False)
     assert bad.returncode == 1, bad.output[-4000:]
-    assert "springs" in bad.stdout
+    assert re.search(r"^springs\s+300\s.*\s295\s+NO\s*$", bad.stdout, re.M), bad.stdout
+    assert re.search(r"^refills\s+300\s.*\syes\s*$", bad.stdout, re.M), bad.stdout
     # A reload brings the warehouse back in line with the source, and the check with it.
     pipeline.meltano(*MAIN_JOB)
     again = pipeline.meltano("invoke", "target-warehouse-raw:check", check=False)
