@@ -45,8 +45,13 @@ def _requirements_fingerprint() -> str:
 
 
 def _check(argv: list[str], what: str) -> None:
-    result = subprocess.run(argv, cwd=ROOT, check=False)
+    """Run an install step; its (noisy) output is shown only when it fails."""
+    result = subprocess.run(
+        argv, cwd=ROOT, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
     if result.returncode != 0:
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
         _say(f"{what} failed (exit {result.returncode})")
         sys.exit(result.returncode)
 
@@ -67,7 +72,7 @@ def ensure_environment() -> None:
     fingerprint = _requirements_fingerprint()
     if STAMP.exists() and STAMP.read_text().strip() == fingerprint:
         return
-    _say("installing the project, its dev tools and the two plugins (first run only)")
+    _say("installing the project, its dev tools and the two plugins (first run: about a minute)")
     _check([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], "pip upgrade")
     argv = [str(python), "-m", "pip", "install", "--quiet", "-e", ".[dev]"]
     for plugin in PLUGINS:
