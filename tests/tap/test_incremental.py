@@ -120,7 +120,8 @@ def test_resume_after_connection_dropped_mid_read(factory, run_tap, tmp_path):
     with killer.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'tap-manufacturing:refills'"
+            "WHERE application_name = 'tap-manufacturing:refills' "
+            "AND datname = current_database()"
         )
     killer.close()
     rest, stderr = process.communicate(timeout=60)
