@@ -61,3 +61,36 @@ def test_the_tap_and_the_check_read_the_same_sources():
         for key, value in check[name].items():
             assert block[key] == value
         assert check[name]["host"] == f"${name.upper()}_HOST"
+
+
+def _flatten(properties: dict, prefix: str = "") -> set[str]:
+    names = set()
+    for name, schema in properties.items():
+        names.add(prefix + name)
+        nested = schema.get("properties") or (schema.get("additionalProperties") or {}).get(
+            "properties"
+        )
+        if nested and prefix + name != "check_sources":
+            names |= _flatten(nested, f"{prefix}{name}.")
+    return names
+
+
+def test_meltano_yml_declares_every_setting_the_plugins_declare():
+    """When a plugin gains a setting, meltano.yml must declare it too (kind, description)."""
+    from tap_manufacturing.tap import TapManufacturing
+    from target_warehouse_raw.target import TargetWarehouseRaw
+
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    declared = {
+        plugin["name"]: {setting["name"] for setting in plugin["settings"]}
+        for plugin in project["plugins"]["extractors"] + project["plugins"]["loaders"]
+    }
+    tap = _flatten(TapManufacturing.config_jsonschema["properties"])
+    tap -= {f"sources.{name}" for name in ("refills", "bodies", "springs")}  # the objects
+    assert tap - declared["tap-manufacturing"] == set()
+    target = TargetWarehouseRaw.config_jsonschema["properties"]
+    assert set(target) - declared["target-warehouse-raw"] == set()
+    check_fields = target["check_sources"]["additionalProperties"]["properties"]
+    for source in ("refills", "bodies", "springs"):
+        for field in check_fields:
+            assert f"check_sources.{source}.{field}" in declared["target-warehouse-raw"]
