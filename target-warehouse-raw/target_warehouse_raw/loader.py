@@ -1,15 +1,16 @@
-"""One stream's load: buffer COPY rows, land them, validate and move them set-based.
+"""One stream's load: validate records, buffer COPY rows, land them, move them set-based.
 
 Transaction boundaries depend on the load method:
 - `overwrite` ("transactional replace"): ONE transaction on the live table for the whole
   stream: advisory lock, DELETE, every batch, history row, COMMIT (see `replace_begin`).
-- `upsert` / `append-only`: one transaction per batch, committed at once.
+  Batches are loaded by the stream's worker thread (worker.py) while the main thread reads
+  and validates the next batch.
+- `upsert` / `append-only`: one transaction per batch, committed at once, in the main thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import re
 import time
@@ -23,7 +24,7 @@ import psycopg2.errors
 from target_warehouse_raw import history
 from target_warehouse_raw.db import advisory_key, connect, server_message, set_phase, table_sql
 from target_warehouse_raw.errors import LoadError, MissingKeyError
-from target_warehouse_raw.names import literal, quote
+from target_warehouse_raw.names import quote
 from target_warehouse_raw.reader import Message, copy_field, has_nul, nul_property, strip_nul
 from target_warehouse_raw.schema_sync import changes, create_table_sql, read_shape, run_short_ddl
 from target_warehouse_raw.statements import (
@@ -35,6 +36,8 @@ from target_warehouse_raw.statements import (
     with_where,
 )
 from target_warehouse_raw.types import DELETED_COLUMN, VERSION_COLUMN, Column
+from target_warehouse_raw.validate import RecordValidator, Violation
+from target_warehouse_raw.worker import BatchWorker
 
 if TYPE_CHECKING:
     from target_warehouse_raw.session import LoadSession
@@ -43,6 +46,41 @@ logger = logging.getLogger("target-warehouse-raw")
 
 RESULT = {"overwrite": "replaced", "upsert": "upserted", "append-only": "appended"}
 _COPY_LINE = re.compile(r"line (\d+)")
+
+
+class Batch:
+    """Buffered COPY rows of one batch and their input line numbers."""
+
+    __slots__ = ("has_version", "lines", "nbytes", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[bytes] = []
+        self.lines = array("q")
+        self.nbytes = 0
+        self.has_version = False
+
+
+class _RowsReader:
+    """A file-like view of a batch's rows for COPY (no joined copy of the whole batch)."""
+
+    def __init__(self, rows: list[bytes]) -> None:
+        self._rows = rows
+        self._next = 0
+
+    def read(self, size: int = -1) -> bytes:
+        rows, start = self._rows, self._next
+        end, total = start, 0
+        while end < len(rows) and (size < 0 or total < size):
+            total += len(rows[end])
+            end += 1
+        self._next = end
+        return b"".join(rows[start:end])
+
+    def readline(self, size: int = -1) -> bytes:  # pragma: no cover - COPY uses read()
+        if self._next >= len(self._rows):
+            return b""
+        self._next += 1
+        return self._rows[self._next - 1]
 
 
 class StreamLoader:
@@ -69,11 +107,10 @@ class StreamLoader:
         self.conn = connect(self.cfg.connection, stream, "prepare")
         self.cursor = self.conn.cursor()
         self._statements: BatchStatements | None = None
+        self.validator = RecordValidator(columns)
+        self._worker: BatchWorker | None = None
         # batch buffer
-        self.buffer: list[bytes] = []
-        self.buffer_bytes = 0
-        self.lines = array("q")
-        self.batch_has_version = False
+        self.batch = Batch()
         # progress
         self.started = time.monotonic()
         self.finished: float | None = None
@@ -119,9 +156,11 @@ class StreamLoader:
         if columns == self.columns and keys == self.keys:
             return
         self.flush()
+        self.wait()
         self.columns = columns
         self.keys = keys
         self._statements = None
+        self.validator = RecordValidator(columns)
         self.dirty = True
         if self.in_replace:
             # Mid-load change: the replace transaction already holds the table, so the DDL
@@ -140,9 +179,15 @@ class StreamLoader:
         else:
             self._prepare_existing_table(line)
 
+    def _needs_version_column(self) -> bool:
+        return self.method != "overwrite" and all(
+            c.name != VERSION_COLUMN.name for c in self.columns
+        )
+
     def _ensure_version_column(self) -> None:
-        if self.method == "overwrite" or any(c.name == VERSION_COLUMN.name for c in self.columns):
+        if not self._needs_version_column():
             return
+        self.wait()
         self.columns = [*self.columns, VERSION_COLUMN]
         self._statements = None
         self._prepare_existing_table(0)
@@ -158,7 +203,7 @@ class StreamLoader:
     # --- the hot path ------------------------------------------------------------------------
 
     def add(self, line: int, message: Message) -> None:
-        """Buffer one record as a COPY text row; flush when the batch is full."""
+        """Validate one record, buffer it as a COPY text row; flush when the batch is full."""
         raw = bytes(message.record)
         if b"\\u0000" in raw and has_nul(raw):
             if not self.cfg.strip_nul_characters:
@@ -170,46 +215,78 @@ class StreamLoader:
                     column=nul_property(raw),
                 )
             raw = strip_nul(raw)
+        try:
+            self.validator.check(raw)
+        except Violation as exc:
+            self.wait()  # an earlier batch's error comes first, as the input order says
+            error = MissingKeyError if exc.missing_key else LoadError
+            raise error(exc.problem, stream=self.stream, line=line, column=exc.prop) from None
         version = message.version
+        batch = self.batch
         if version is None:
             version_field = b"\\N"
         else:
             version_field = str(int(version)).encode()
             self.versions_with_records.add(int(version))
-            self.batch_has_version = True
+            batch.has_version = True
         extracted = message.time_extracted
         extracted_field = b"\\N" if extracted is None else copy_field(extracted.encode())
         row = b"%d\t%s\t%s\t%s\n" % (line, copy_field(raw), version_field, extracted_field)
-        self.buffer.append(row)
-        self.buffer_bytes += len(row)
-        self.lines.append(line)
+        batch.rows.append(row)
+        batch.nbytes += len(row)
+        batch.lines.append(line)
         self.records += 1
         self.last_record_line = line
         self.dirty = True
         if self.first_line is None:
             self.first_line = line
-        if len(self.lines) >= self.cfg.batch_size_rows or (
-            self.buffer_bytes >= self.cfg.batch_size_bytes
+        if len(batch.lines) >= self.cfg.batch_size_rows or (
+            batch.nbytes >= self.cfg.batch_size_bytes
         ):
             self.flush()
 
     # --- batches -----------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Move the buffered batch into the table (committed at once unless replacing)."""
-        if not self.lines:
+        """Move the buffered batch into the table (committed at once unless replacing).
+
+        In a replace the batch goes to the worker thread (loaded while the next one is read);
+        otherwise it is loaded and committed here.
+        """
+        batch = self.batch
+        if not batch.lines:
             return
-        if self.batch_has_version:
+        self.batch = Batch()
+        if batch.has_version:
             self._ensure_version_column()
         if self.method == "overwrite":
             if not self.in_replace:
+                self.wait()
                 self.replace_begin()
-            self._load_batch()
+            statements = self.statements()
+            self.worker().submit(lambda: self._load_batch(batch, statements))
         else:
+            self.wait()
             self._batch_begin()
-            self._load_batch()
+            self._load_batch(batch, self.statements())
             self._commit(final=False)
         self.session.progress.maybe_report()
+        self.session.stream_committed(self)  # a commit in the worker may release STATE
+
+    def worker(self) -> BatchWorker:
+        """The stream's database worker thread (started on first use)."""
+        if self._worker is None:
+            self._worker = BatchWorker(f"twr-{self.stream}")
+        return self._worker
+
+    def wait(self) -> None:
+        """Wait until the worker has loaded every batch handed to it; raise its error."""
+        if self._worker is not None:
+            self._worker.wait()
+
+    def settle(self) -> BaseException | None:
+        """Wait until the worker is idle; return (do not raise) its error, if any."""
+        return None if self._worker is None else self._worker.settle()
 
     def _lock_table(self) -> None:
         self.cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.lock_key,))
@@ -266,7 +343,12 @@ class StreamLoader:
             shape, self.table_sql, self.columns, self._ddl_keys(), change_keys=False
         ):
             self.cursor.execute(statement)  # only when a concurrent run changed the table
+        started = time.perf_counter()
         self.cursor.execute(f"DELETE FROM {self.table_sql}")
+        logger.debug(
+            "Stream '%s': delete %d old rows %.3f s",
+            self.stream, self.cursor.rowcount, time.perf_counter() - started,
+        )  # fmt: skip
         for statement in changes(
             shape, self.table_sql, self.columns, self._ddl_keys(), change_keys=True
         ):
@@ -285,29 +367,30 @@ class StreamLoader:
         ):
             self.cursor.execute(statement)
 
-    def _load_batch(self) -> None:
-        """COPY into the landing table, validate, INSERT ... SELECT; empties the buffer."""
-        statements = self.statements()
+    def _load_batch(self, batch: Batch, statements: BatchStatements) -> None:
+        """COPY into the landing table, then one INSERT ... SELECT that converts every value."""
         cursor = self.cursor
+        clock = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(phase: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[phase] = timings.get(phase, 0.0) + now - clock
+            clock = now
+
         set_phase(cursor, self.stream, "copy")
         cursor.execute("SAVEPOINT twr_batch")
-        data = io.BytesIO(b"".join(self.buffer))
-        self.buffer.clear()
-        self.buffer_bytes = 0
         try:
-            cursor.copy_expert(COPY_SQL, data, size=1 << 20)
+            cursor.copy_expert(COPY_SQL, _RowsReader(batch.rows), size=1 << 20)
         except psycopg2.Error as exc:
             cursor.execute("ROLLBACK TO SAVEPOINT twr_batch")
             match = _COPY_LINE.search(getattr(exc.diag, "context", None) or "")
             index = int(match.group(1)) - 1 if match else -1
-            line = self.lines[index] if 0 <= index < len(self.lines) else None
+            line = batch.lines[index] if 0 <= index < len(batch.lines) else None
             raise LoadError(server_message(exc), stream=self.stream, line=line) from None
-        del data
-        set_phase(cursor, self.stream, "validate")
-        cursor.execute(statements.validate)
-        bad = cursor.fetchone()
-        if bad is not None:
-            self._schema_violation(statements, bad[0], bad[1])
+        batch.rows = []
+        lap("copy")
         set_phase(cursor, self.stream, "insert")
         cursor.execute("SAVEPOINT twr_insert")
         use_dedupe = self.method == "upsert"
@@ -324,33 +407,23 @@ class StreamLoader:
             try:
                 cursor.execute(with_where(statements.dedupe_insert))
             except psycopg2.Error as exc:
-                self._insert_failed(statements, exc, use_dedupe)
+                self._insert_failed(statements, batch, exc, use_dedupe)
         except psycopg2.Error as exc:
-            self._insert_failed(statements, exc, use_dedupe)
-        self.rows += len(self.lines)
+            self._insert_failed(statements, batch, exc, use_dedupe)
+        self.rows += len(batch.lines)
+        lap("insert")
         cursor.execute(f"TRUNCATE {LANDING}")
         cursor.execute("RELEASE SAVEPOINT twr_batch")
-        self.lines = array("q")
-        self.batch_has_version = False
+        lap("truncate")
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "Stream '%s': batch of %d rows: %s",
+                self.stream,
+                len(batch.lines),
+                ", ".join(f"{phase} {seconds:.3f} s" for phase, seconds in timings.items()),
+            )
 
     # --- the error path ----------------------------------------------------------------------
-
-    def _schema_violation(self, statements: BatchStatements, line: int, code: int) -> None:
-        check = statements.checks[code]
-        problem = check.problem
-        if "{actual}" in problem:
-            self.cursor.execute(
-                f"SELECT jsonb_typeof(rec->{literal(check.prop)}) FROM {LANDING} WHERE line = %s",
-                (line,),
-            )
-            actual = self.cursor.fetchone()[0]
-            problem = (
-                "null is not allowed by the schema"
-                if actual == "null"
-                else problem.replace("{actual}", str(actual))
-            )
-        error = MissingKeyError if check.missing_key else LoadError
-        raise error(problem, stream=self.stream, line=line, column=check.prop)
 
     def _probe(self, statement: str) -> psycopg2.Error | None:
         self.cursor.execute("SAVEPOINT twr_probe")
@@ -363,16 +436,18 @@ class StreamLoader:
         return None
 
     def _insert_failed(
-        self, statements: BatchStatements, exc: psycopg2.Error, dedupe: bool
+        self, statements: BatchStatements, batch: Batch, exc: psycopg2.Error, dedupe: bool
     ) -> None:
         """Find the first input line (and column) that makes the INSERT fail; raise about it."""
         self.cursor.execute("ROLLBACK TO SAVEPOINT twr_insert")
         insert = statements.dedupe_insert if dedupe else statements.insert
-        lines = sorted(self.lines)
+        lines = sorted(batch.lines)
         low, high = 0, len(lines) - 1
 
         def fails(a: int, b: int) -> psycopg2.Error | None:
-            return self._probe(with_where(insert, f"WHERE line BETWEEN {lines[a]} AND {lines[b]}"))
+            return self._probe(
+                with_where(insert, f"WHERE l.line BETWEEN {lines[a]} AND {lines[b]}")
+            )
 
         if fails(low, high) is None:
             raise LoadError(server_message(exc), stream=self.stream, line=lines[0]) from None
@@ -384,8 +459,8 @@ class StreamLoader:
                 low = middle + 1
         line = lines[low]
         error = fails(low, low) or exc
-        for column, expr in statements.exprs:
-            column_error = self._probe(f"SELECT {expr} FROM {LANDING} WHERE line = {line}")
+        for column, probe in statements.probes:
+            column_error = self._probe(f"{probe} WHERE l.line = {line}")
             if column_error is not None:
                 raise LoadError(
                     server_message(column_error),
@@ -398,40 +473,64 @@ class StreamLoader:
     # --- commit, ACTIVATE_VERSION, end ---------------------------------------------------------
 
     def _commit(self, *, final: bool) -> None:
-        if final and self.history_id is not None:
+        """Commit here, in the main thread (upsert/append-only), and release held STATE."""
+        self._commit_now(final, self.history_id, self.first_line, self.last_record_line)
+        self.session.stream_committed(self)
+
+    def _commit_now(
+        self, final: bool, history_id: int | None, first_line: int | None, last_line: int
+    ) -> None:
+        """History row (final) + COMMIT; the line numbers are those of the records it covers."""
+        if final and history_id is not None:
             history.finish(
                 self.cursor,
                 self.cfg.schema,
-                self.history_id,
+                history_id,
                 status=RESULT[self.method],
                 rows=self.rows,
-                first_line=self.first_line,
-                last_line=self.last_record_line or None,
+                first_line=first_line,
+                last_line=last_line or None,
             )
         set_phase(self.cursor, self.stream, "commit")
+        started = time.perf_counter()
         self.conn.commit()
-        self.committed_line = self.last_record_line
-        self.session.stream_committed(self)
+        logger.debug("Stream '%s': commit %.3f s", self.stream, time.perf_counter() - started)
+        self.committed_line = last_line
 
     def replace_commit(self) -> None:
-        """Transactional replace, last step: history row + COMMIT, then ANALYZE."""
+        """Transactional replace, last step: history row + COMMIT, then ANALYZE.
+
+        Both run in the worker after the stream's last batch, while the main thread reads on;
+        held STATE is released once `committed_line` shows the commit (session polls it).
+        """
         self.flush()
         if not self.in_replace:
+            self.wait()
             self.replace_begin()
-        self._commit(final=True)
+        history_id, first_line, last_line = self.history_id, self.first_line, self.last_record_line
+
+        def commit() -> None:
+            self._commit_now(True, history_id, first_line, last_line)
+            self.status = "replaced"
+            self.finished = time.monotonic()
+            if self.cfg.analyze_after_load:
+                self._analyze()
+
+        self.worker().submit(commit)
         self.in_replace = False
         self.replaced_once = True
         self.dirty = False
-        self.status = "replaced"
-        self.finished = time.monotonic()
-        if self.cfg.analyze_after_load:
-            self.conn.autocommit = True
-            try:
-                set_phase(self.cursor, self.stream, "analyze")
-                self.cursor.execute(f"ANALYZE {self.table_sql}")
-            finally:
-                self.conn.autocommit = False
         self.history_id = None
+
+    def _analyze(self) -> None:
+        self.conn.autocommit = True
+        try:
+            set_phase(self.cursor, self.stream, "analyze")
+            started = time.perf_counter()
+            self.cursor.execute(f"ANALYZE {self.table_sql}")
+            logger.debug("Stream '%s': analyze %.3f s", self.stream, time.perf_counter() - started)
+        finally:
+            self.conn.autocommit = False
 
     def activate_version(self, version: int, line: int) -> None:
         """Honour ACTIVATE_VERSION only once this version's records are all received.
@@ -453,6 +552,7 @@ class StreamLoader:
             return
         self._ensure_version_column()
         self.flush()
+        self.wait()
         self._batch_begin()
         version_col = quote(VERSION_COLUMN.name)
         if self.cfg.hard_delete:
@@ -482,8 +582,10 @@ class StreamLoader:
         if self.method == "overwrite":
             if self.dirty or not self.replaced_once:
                 self.replace_commit()
+            self.wait()
             return
         self.flush()
+        self.wait()
         if self.history_id is None:
             self._batch_begin()
         self._commit(final=True)
@@ -491,9 +593,16 @@ class StreamLoader:
         self.finished = time.monotonic()
 
     def abort(self) -> None:
-        """Roll back whatever is open and close the connection."""
+        """Stop the worker, roll back whatever is open and close the connection."""
         with contextlib.suppress(psycopg2.Error):
             self.conn.cancel()
+        if self._worker is not None:
+            self._worker.stop(timeout=0)  # skip queued batches
+            deadline = time.monotonic() + 30
+            while self._worker.alive and time.monotonic() < deadline:
+                with contextlib.suppress(psycopg2.Error):
+                    self.conn.cancel()  # the statement running in the worker, if any
+                self._worker.join(0.1)
         with contextlib.suppress(psycopg2.Error):
             self.conn.rollback()
         with contextlib.suppress(psycopg2.Error):
@@ -501,6 +610,8 @@ class StreamLoader:
 
     def close(self) -> None:
         """Close the connection after a successful end."""
+        if self._worker is not None:
+            self._worker.stop()
         self.conn.close()
 
     @property

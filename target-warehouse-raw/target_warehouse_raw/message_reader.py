@@ -1,8 +1,9 @@
 """The SDK reader interface, backed by our fast reader (reader.py).
 
 Callbacks receive `(line number, Message)` rather than a dict, so the record JSON is never
-parsed in Python. Any failure (bad input, database error, signal) first runs `on_failure`,
-which rolls every open transaction back, then propagates.
+parsed as a Python dict. At the end of input `on_end` commits everything. Any failure (bad
+input, database error, signal), including one during `on_end`, first runs `on_failure`, which
+rolls every open transaction back, then propagates.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ _TYPES = {
 class WarehouseRawReader(GenericSingerReader[str]):
     """Reads Singer lines with msgspec and dispatches them with their line numbers."""
 
-    on_failure: Callable[[BaseException], None] | None = None
+    on_failure: Callable[[BaseException], BaseException | None] | None = None
+    on_end: Callable[[], None] | None = None
 
     @property
     def default_input(self) -> t.IO[str]:  # pragma: no cover - reader.py reads stdin's bytes
@@ -62,15 +64,23 @@ class WarehouseRawReader(GenericSingerReader[str]):
                     continue
                 callbacks[handler]((number, message))
                 counter[handler] += 1
+            # End of input, still inside this try: a SIGTERM/SIGINT that arrived with the end
+            # of input is raised here (at this call), so it rolls back like any other.
+            if self.on_end is not None:
+                self.on_end()
+
         except MalformedLineError as exc:
-            error = LoadError(exc.problem, line=exc.line_number)
-            self._fail(error)
+            error = self._fail(LoadError(exc.problem, line=exc.line_number))
             raise error from None
         except BaseException as exc:
-            self._fail(exc)
-            raise
+            error = self._fail(exc)
+            if error is exc:
+                raise
+            raise error from None
         return counter
 
-    def _fail(self, exc: BaseException) -> None:
-        if self.on_failure is not None:
-            self.on_failure(exc)
+    def _fail(self, exc: BaseException) -> BaseException:
+        """Roll back; returns the error to report (an earlier one found meanwhile, or exc)."""
+        if self.on_failure is None:
+            return exc
+        return self.on_failure(exc) or exc

@@ -15,7 +15,7 @@ import psycopg2
 from target_warehouse_raw import __version__, history
 from target_warehouse_raw.config import WarehouseConfig
 from target_warehouse_raw.db import connect, server_message
-from target_warehouse_raw.errors import LoadError, RecordBeforeSchemaError
+from target_warehouse_raw.errors import InterruptedError_, LoadError, RecordBeforeSchemaError
 from target_warehouse_raw.loader import StreamLoader
 from target_warehouse_raw.names import map_identifiers
 from target_warehouse_raw.reader import Message
@@ -48,6 +48,7 @@ class LoadSession:
         self._pending_states: list[tuple[dict, dict[str, int]]] = []
         self._last_written: str | None = None
         self._records_seen = 0
+        self.finished = False  # finish() ran (end of input)
 
     # --- connections -------------------------------------------------------------------------
 
@@ -140,6 +141,8 @@ class LoadSession:
         self._records_seen += 1
         if self._records_seen % 20_000 == 0:
             self.progress.maybe_report()
+            if self._pending_states:  # a worker may have committed what they cover
+                self._emit_ready_states()
 
     def on_state(self, line: int, message: Message) -> None:
         """STATE: held until every stream with records before it has committed them."""
@@ -199,6 +202,7 @@ class LoadSession:
 
     def finish(self) -> None:
         """End of input: commit every stream, then write the last STATE."""
+        self.finished = True
         for loader in self.loaders.values():
             loader.finish()
         self._emit_ready_states()
@@ -207,14 +211,25 @@ class LoadSession:
         self._close_control()
         self.log_summary()
 
-    def abort(self, exc: BaseException) -> None:
-        """Roll back every open transaction, record the failure, close everything."""
+    def abort(self, exc: BaseException) -> BaseException:
+        """Roll back every open transaction, record the failure, close everything.
+
+        Returns the error to report: after an error (not a signal) the stream workers first
+        finish what they were handed, exactly as if batches and commits had run in input order;
+        an error a worker met there comes earlier in the input, so it is the one reported.
+        """
+        if not isinstance(exc, (InterruptedError_, KeyboardInterrupt)):
+            earlier = [loader.settle() for loader in self.loaders.values()]
+            located = [e for e in earlier if isinstance(e, LoadError) and e.line is not None]
+            failures = located or [e for e in earlier if e is not None]
+            if failures and not any(e is exc for e in failures):
+                exc = min(failures, key=lambda e: getattr(e, "line", None) or 0)
         status = getattr(exc, "status", "failed")
         failed_stream = getattr(exc, "stream", None)
         message = str(exc) if isinstance(exc, LoadError) else server_message(exc)
         for loader in self.loaders.values():
-            open_work = loader.status == "running" or loader.uncommitted or loader.in_replace
             loader.abort()
+            open_work = loader.status == "running" or loader.uncommitted or loader.in_replace
             if not open_work:
                 continue
             loader.status = status
@@ -245,6 +260,7 @@ class LoadSession:
                 logger.warning("Could not record the failure of stream '%s'", loader.stream)
         self._close_control()
         self.log_summary()
+        return exc
 
     def _close_control(self) -> None:
         if self._control is not None:

@@ -114,6 +114,7 @@ class TargetWarehouseRaw(Target):
             raise LoadError(str(exc)) from None
         self.session = LoadSession(self.warehouse_config, self._write_state_message)
         self.message_reader.on_failure = self.session.abort
+        self.message_reader.on_end = self.session.finish
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Blank values (null, "") mean "use the default", so drop them before validating."""
@@ -143,12 +144,19 @@ class TargetWarehouseRaw(Target):
         self.session.on_batch(*message)
 
     def process_endofpipe(self) -> None:
-        """End of input: commit every stream, then write the last STATE (not the SDK's drain)."""
+        """End of input: commit every stream, then write the last STATE (not the SDK's drain).
+
+        Normally already done by the reader (`on_end`), inside its failure handling.
+        """
+        if self.session.finished:
+            return
         try:
             self.session.finish()
         except BaseException as exc:
-            self.session.abort(exc)
-            raise
+            error = self.session.abort(exc)
+            if error is exc:
+                raise
+            raise error from None
 
     def _handle_termination(self, signum: int, frame: object) -> None:
         """SIGTERM/SIGINT: roll back, never drain-and-commit (the SDK's default would)."""
