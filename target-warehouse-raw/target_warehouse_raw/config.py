@@ -129,8 +129,8 @@ class WarehouseConfig:
     connection: ConnectionSettings
     schema: str = "raw"
     load_method: str = "overwrite"
-    batch_size_rows: int = 100_000
-    batch_size_bytes: int = 64 * 1024 * 1024
+    batch_size_rows: int = 20_000
+    batch_size_bytes: int = 16 * 1024 * 1024
     add_record_metadata: bool = False
     hard_delete: bool = False
     lock_timeout: float = 5.0
@@ -185,8 +185,8 @@ def parse_config(config: Mapping[str, Any]) -> WarehouseConfig:
         connection=_connection(config, ConnectionSettings()),
         schema=_str(config, "schema", "raw") or "raw",
         load_method=load_method,
-        batch_size_rows=_int(config, "batch_size_rows", 100_000, minimum=1),
-        batch_size_bytes=_int(config, "batch_size_bytes", 64 * 1024 * 1024, minimum=1024),
+        batch_size_rows=_int(config, "batch_size_rows", 20_000, minimum=1),
+        batch_size_bytes=_int(config, "batch_size_bytes", 16 * 1024 * 1024, minimum=1024),
         add_record_metadata=_bool(config, "add_record_metadata", False),
         hard_delete=_bool(config, "hard_delete", False),
         lock_timeout=_float(config, "lock_timeout", 5.0),

@@ -73,9 +73,10 @@ class TargetWarehouseRaw(Target):
                     "insert or update by key properties, last record per key wins. "
                     "`append-only`: insert every record."),
         th.Property("batch_size_rows", th.IntegerType, title="Batch size (rows)",
-                    default=100_000, description="Most records landed per COPY batch."),
+                    default=20_000, description="Most records landed per COPY batch (a "
+                    "stream holds at most three batches: being read, queued, being loaded)."),
         th.Property("batch_size_bytes", th.IntegerType, title="Batch size (bytes)",
-                    default=64 * 1024 * 1024,
+                    default=16 * 1024 * 1024,
                     description="Most bytes of record JSON buffered per batch; bounds memory."),
         th.Property("add_record_metadata", th.BooleanType, title="Add record metadata",
                     default=False,
