@@ -261,10 +261,9 @@ class StreamLoader:
             self._ensure_version_column()
         if self.method == "overwrite":
             if not self.in_replace:
-                self.wait()
-                self.replace_begin()
+                self._submit_replace_begin()
             statements = self.statements()
-            self.worker().submit(lambda: self._load_batch(batch, statements))
+            self.worker().submit(lambda: self._load_batch(batch, statements), batch=True)
         else:
             self.wait()
             self._batch_begin()
@@ -326,6 +325,11 @@ class StreamLoader:
     def _create_and_landing(self) -> None:
         self.cursor.execute(create_table_sql(self.table_sql, self.columns, self._ddl_keys()))
         self.cursor.execute(LANDING_DDL)
+
+    def _submit_replace_begin(self) -> None:
+        """Start the replace in the worker: the main thread reads on meanwhile (DELETE...)."""
+        self.in_replace = True
+        self.worker().submit(self.replace_begin)
 
     def replace_begin(self) -> None:
         """Transactional replace, step 1: lock, create if new, DELETE (invisible until commit).
@@ -505,12 +509,12 @@ class StreamLoader:
         """
         self.flush()
         if not self.in_replace:
-            self.wait()
-            self.replace_begin()
-        history_id, first_line, last_line = self.history_id, self.first_line, self.last_record_line
+            self._submit_replace_begin()
+        first_line, last_line = self.first_line, self.last_record_line
 
         def commit() -> None:
-            self._commit_now(True, history_id, first_line, last_line)
+            self._commit_now(True, self.history_id, first_line, last_line)
+            self.history_id = None
             self.status = "replaced"
             self.finished = time.monotonic()
             if self.cfg.analyze_after_load:
@@ -520,7 +524,6 @@ class StreamLoader:
         self.in_replace = False
         self.replaced_once = True
         self.dirty = False
-        self.history_id = None
 
     def _analyze(self) -> None:
         self.conn.autocommit = True

@@ -1,11 +1,12 @@
 """A per-stream database worker: runs whole batches while the main thread reads the next one.
 
-The main thread parses and validates input and hands each full batch to the worker through a
-queue of ONE slot, so at most three batches of a stream exist at a time (being built, waiting,
-being loaded): memory stays bounded by `batch_size_bytes`. Everything else that touches the
-stream's connection (begin, commit, schema changes, ACTIVATE_VERSION, abort) first waits until
-the worker is idle (`wait`), so the connection is never used by two threads at once and
-statements run in input order.
+The main thread parses and validates input and hands jobs to the worker in input order: the
+start of a replace, each full batch, the commit and ANALYZE. At most ONE batch may wait for the
+worker (a second hand-over blocks until the worker starts the first), so at most three batches
+of a stream exist at a time (being built, waiting, being loaded): memory stays bounded by
+`batch_size_bytes`. Anything else that touches the stream's connection (schema changes,
+ACTIVATE_VERSION in upsert/append-only, abort) first waits until the worker is idle (`wait`),
+so the connection is never used by two threads at once and statements run in input order.
 
 The first error in the worker is kept; later jobs are skipped; the main thread raises it at
 its next hand-over or wait. Signals are handled in the main thread only (Python delivers them
@@ -30,7 +31,8 @@ class BatchWorker:
     """One thread, one job slot, first error kept."""
 
     def __init__(self, name: str) -> None:
-        self._jobs: queue.Queue = queue.Queue(maxsize=1)
+        self._jobs: queue.Queue = queue.Queue()
+        self._batch_slot = threading.Semaphore(1)
         self._idle = threading.Condition()
         self._pending = 0
         self.error: BaseException | None = None
@@ -43,9 +45,11 @@ class BatchWorker:
         # could stay blocked reading input and never see it until the input ends.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         while True:
-            job = self._jobs.get()
+            job, is_batch = self._jobs.get()
             if job is _STOP:
                 return
+            if is_batch:
+                self._batch_slot.release()  # the next batch may be handed over
             try:
                 if self.error is None and not self._stopped:
                     job()
@@ -56,12 +60,16 @@ class BatchWorker:
                     self._pending -= 1
                     self._idle.notify_all()
 
-    def submit(self, job: Callable[[], None]) -> None:
-        """Queue a job (blocks while the slot is taken); raise an earlier job's error first."""
+    def submit(self, job: Callable[[], None], *, batch: bool = False) -> None:
+        """Queue a job; raise an earlier job's error first. A batch waits while another
+        batch is still waiting for the worker."""
         self.raise_error()
+        if batch:
+            self._batch_slot.acquire()
+            self.raise_error()
         with self._idle:
             self._pending += 1
-        self._jobs.put(job)
+        self._jobs.put((job, batch))
 
     def wait(self) -> None:
         """Block until every submitted job has run; raise the first error, if any."""
@@ -91,7 +99,7 @@ class BatchWorker:
             with self._idle:
                 self._pending -= 1
                 self._idle.notify_all()
-        self._jobs.put(_STOP)
+        self._jobs.put((_STOP, False))
         self._thread.join(timeout)
 
     def join(self, timeout: float | None) -> None:
