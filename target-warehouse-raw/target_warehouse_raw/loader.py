@@ -263,7 +263,11 @@ class StreamLoader:
             if not self.in_replace:
                 self._submit_replace_begin()
             statements = self.statements()
-            self.worker().submit(lambda: self._load_batch(batch, statements), batch=True)
+            budget = self.session.batch_budget
+            budget.acquire()  # all streams together: a bounded number of batches handed over
+            self.worker().submit(
+                lambda: self._load_batch(batch, statements), batch=True, release=budget.release
+            )
         else:
             self.wait()
             self._batch_begin()

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from target_warehouse_raw.summary import ProgressReporter, summary_lines
 from target_warehouse_raw.types import SchemaError, TypeInfo, build_columns
 
 logger = logging.getLogger("target-warehouse-raw")
+
+HANDED_OVER_BATCHES = 2
 
 
 class LoadSession:
@@ -49,6 +52,9 @@ class LoadSession:
         self._last_written: str | None = None
         self._records_seen = 0
         self.finished = False  # finish() ran (end of input)
+        # Batches handed to stream workers and not yet loaded, all streams together: with the
+        # one each stream is building, memory stays flat however many streams follow.
+        self.batch_budget = threading.Semaphore(HANDED_OVER_BATCHES)
 
     # --- connections -------------------------------------------------------------------------
 

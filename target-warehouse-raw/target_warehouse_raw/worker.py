@@ -45,7 +45,7 @@ class BatchWorker:
         # could stay blocked reading input and never see it until the input ends.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         while True:
-            job, is_batch = self._jobs.get()
+            job, is_batch, release = self._jobs.get()
             if job is _STOP:
                 return
             if is_batch:
@@ -56,20 +56,34 @@ class BatchWorker:
             except BaseException as exc:  # handed to the main thread
                 self.error = exc
             finally:
+                if release is not None:
+                    release()
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()
 
-    def submit(self, job: Callable[[], None], *, batch: bool = False) -> None:
+    def submit(
+        self,
+        job: Callable[[], None],
+        *,
+        batch: bool = False,
+        release: Callable[[], None] | None = None,
+    ) -> None:
         """Queue a job; raise an earlier job's error first. A batch waits while another
-        batch is still waiting for the worker."""
-        self.raise_error()
-        if batch:
-            self._batch_slot.acquire()
+        batch is still waiting for the worker. `release` runs once the job is done or
+        dropped (whether it ran or not)."""
+        try:
             self.raise_error()
+            if batch:
+                self._batch_slot.acquire()
+                self.raise_error()
+        except BaseException:
+            if release is not None:
+                release()
+            raise
         with self._idle:
             self._pending += 1
-        self._jobs.put((job, batch))
+        self._jobs.put((job, batch, release))
 
     def wait(self) -> None:
         """Block until every submitted job has run; raise the first error, if any."""
@@ -93,13 +107,15 @@ class BatchWorker:
         self._stopped = True
         while True:
             try:
-                self._jobs.get_nowait()
+                _, _, release = self._jobs.get_nowait()
             except queue.Empty:
                 break
+            if release is not None:
+                release()
             with self._idle:
                 self._pending -= 1
                 self._idle.notify_all()
-        self._jobs.put((_STOP, False))
+        self._jobs.put((_STOP, False, None))
         self._thread.join(timeout)
 
     def join(self, timeout: float | None) -> None:
