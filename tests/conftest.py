@@ -9,6 +9,7 @@ earlier run left behind.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,27 @@ import pytest
 from pen_factory.embedded import EmbeddedPostgres, ServerAddress, port_answers, wait_until_ready
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """Make `from conftest import helper` in a test module mean its own folder's conftest.py.
+
+    Several test folders keep helpers in their conftest.py and import them by that bare name;
+    Python caches the first module called `conftest` it imports, so without this a test in one
+    folder would get another folder's helpers. (Helpers in uniquely named modules, such as
+    tests/tap/tap_helpers.py, need none of this.)
+    """
+    if not isinstance(collector, pytest.Module):
+        return
+    folder = collector.path.parent
+    if not (folder / "conftest.py").is_file():
+        return
+    cached = sys.modules.get("conftest")
+    if cached is not None and Path(getattr(cached, "__file__", "")).parent != folder:
+        del sys.modules["conftest"]
+    if str(folder) in sys.path:
+        sys.path.remove(str(folder))
+    sys.path.insert(0, str(folder))
 
 
 def _server_from_environment() -> ServerAddress | None:
