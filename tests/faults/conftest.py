@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,3 +131,113 @@ def fault_pipeline(pg_server, make_database, fault_meltano_sys_dir, tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+
+
+# --- a pipeline after one good run, cloned per test ---------------------------------------------
+
+
+def _admin(pg_server, statement: str) -> None:
+    conn = psycopg2.connect(pg_server.dsn())
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        conn.close()
+
+
+def _pipeline_environment(pg_server, sources: dict, warehouse, sys_dir: Path,
+                          meltano_db: Path) -> dict[str, str]:  # fmt: skip
+    from e2e_helpers import clean_environment
+
+    env = clean_environment()
+    env.update(
+        MELTANO_SYS_DIR_ROOT=str(sys_dir),
+        MELTANO_DATABASE_URI=f"sqlite:///{meltano_db}",
+        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+        WAREHOUSE_HOST=pg_server.host,
+        WAREHOUSE_PORT=str(pg_server.port),
+        WAREHOUSE_DB=warehouse.database,
+        WAREHOUSE_USER=pg_server.user,
+        WAREHOUSE_SCHEMA="raw",
+    )
+    for name, endpoint in sources.items():
+        prefix = name.upper()
+        env[f"{prefix}_HOST"] = endpoint.host
+        env[f"{prefix}_PORT"] = str(endpoint.port)
+        env[f"{prefix}_DB"] = endpoint.database
+        env[f"{prefix}_USER"] = endpoint.user
+    return env
+
+
+@pytest.fixture(scope="module")
+def good_run_template(pg_server, fault_meltano_sys_dir, tmp_path_factory):
+    """Demo sources, a warehouse after one good `meltano run` and that run's Meltano database
+    with its state cleared (so any bookmark found later was written by the run under test).
+
+    Built once per module; `good_pipeline` clones it for each test (CREATE DATABASE ...
+    TEMPLATE and a copy of the Meltano database), which saves a `meltano run` per test.
+    """
+    from e2e_helpers import Pipeline
+
+    from pen_factory import demo_data
+
+    tag = uuid.uuid4().hex[:8]
+    base = demo_data.endpoints_on_server(pg_server.host, pg_server.port, pg_server.user)
+    names = {name: f"tpl_{name}_{tag}" for name in (*demo_data.SOURCES, "warehouse")}
+    for name in names.values():
+        _admin(pg_server, f'CREATE DATABASE "{name}"')
+    try:
+        endpoints = {key: replace(base[key], database=name) for key, name in names.items()}
+        from e2e_helpers import DEMO_ROWS
+
+        demo_data.generate_demo(endpoints, DEMO_ROWS)
+        folder = tmp_path_factory.mktemp("good-run")
+        meltano_db = folder / "meltano.db"
+        sources = {key: endpoints[key] for key in demo_data.SOURCES}
+        env = _pipeline_environment(pg_server, sources, endpoints["warehouse"],
+                                    fault_meltano_sys_dir, meltano_db)  # fmt: skip
+        pipeline = Pipeline(pg_server, sources, endpoints["warehouse"], env, fault_meltano_sys_dir)
+        pipeline.meltano("run", "tap-manufacturing", "target-warehouse-raw")
+        pipeline.meltano("state", "clear", "--force", GOOD_RUN_STATE_ID)
+        yield names, meltano_db
+    finally:
+        for name in names.values():
+            _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+GOOD_RUN_STATE_ID = "dev:tap-manufacturing-to-target-warehouse-raw"
+
+
+@pytest.fixture
+def good_pipeline(pg_server, good_run_template, fault_meltano_sys_dir, tmp_path):
+    """A copy of `good_run_template` for one test: same content, own databases and state."""
+    from e2e_helpers import Pipeline
+
+    from pen_factory import demo_data
+
+    names, template_db = good_run_template
+    base = demo_data.endpoints_on_server(pg_server.host, pg_server.port, pg_server.user)
+    tag = uuid.uuid4().hex[:8]
+    clones = {key: f"{key}_{tag}" for key in names}
+    for key, name in clones.items():
+        _admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{names[key]}"')
+    meltano_db = tmp_path / "meltano.db"
+    shutil.copyfile(template_db, meltano_db)
+    endpoints = {key: replace(base[key], database=name) for key, name in clones.items()}
+    sources = {key: endpoints[key] for key in demo_data.SOURCES}
+    env = _pipeline_environment(pg_server, sources, endpoints["warehouse"],
+                                fault_meltano_sys_dir, meltano_db)  # fmt: skip
+    pipeline = Pipeline(pg_server, sources, endpoints["warehouse"], env, fault_meltano_sys_dir)
+    started: list[subprocess.Popen] = []
+    pipeline.started = started
+    try:
+        yield pipeline
+    finally:
+        for process in started:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+        for name in clones.values():
+            _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
