@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import psycopg2
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("target-warehouse-raw")
 
+MAX_COLUMNS = 1600  # PostgreSQL's limit per table
 RESULT = {"overwrite": "replaced", "upsert": "upserted", "append-only": "appended"}
 _COPY_LINE = re.compile(r"line (\d+)")
 
@@ -127,6 +128,13 @@ class StreamLoader:
         self.history_id: int | None = None
         self.versions_with_records: set[int] = set()
         self.activations: dict[int, int] = {}
+        # The version of records received since the last ACTIVATE_VERSION that closed one;
+        # at end of input it must have been closed (see check_complete).
+        self.open_version: int | None = None
+        self.announced: set[int] = set()  # versions whose ACTIVATE_VERSION preceded records
+        self.schema_line = line
+        if len(columns) > MAX_COLUMNS:
+            self._too_many_columns(columns, line)
         self._prepare_existing_table(line)
 
     # --- schema ------------------------------------------------------------------------------
@@ -155,6 +163,9 @@ class StreamLoader:
         """A new SCHEMA for a stream that already has one."""
         if columns == self.columns and keys == self.keys:
             return
+        if len(columns) > MAX_COLUMNS:
+            self._too_many_columns(columns, line)
+        self.schema_line = line
         self.flush()
         self.wait()
         self.columns = columns
@@ -178,6 +189,59 @@ class StreamLoader:
                 self.cursor.execute(statement)
         else:
             self._prepare_existing_table(line)
+
+    def _too_many_columns(self, columns: list[Column], line: int) -> None:
+        raise LoadError(
+            f"the schema has {len(columns)} columns; PostgreSQL tables can have at most "
+            f"{MAX_COLUMNS} columns",
+            stream=self.stream,
+            line=line,
+        )
+
+    # --- database errors ---------------------------------------------------------------------
+
+    def db_error(self, exc: BaseException, line: int | None = None, doing: str = "") -> LoadError:
+        """A database error as one clear LoadError naming this stream (no traceback)."""
+        if isinstance(exc, LoadError):
+            return exc
+        if self.conn.closed or isinstance(exc, psycopg2.InterfaceError):
+            # The first error of the chain says why (ROLLBACK TO SAVEPOINT on a dead
+            # connection only adds "cursor already closed").
+            root: BaseException = exc
+            while isinstance(root.__context__, psycopg2.Error):
+                root = root.__context__
+            during = f" during {doing}" if doing else ""
+            problem = f"lost the connection to the warehouse{during} ({server_message(root)})"
+            if doing == "commit":
+                problem += "; the table holds its complete old or complete new content"
+            return LoadError(problem, stream=self.stream, line=line)
+        return LoadError(server_message(exc), stream=self.stream, line=line)
+
+    @contextlib.contextmanager
+    def database_errors(self, line: int | None = None, doing: str = "") -> Iterator[None]:
+        """Turn a database error of the main thread's work on this stream into a LoadError."""
+        try:
+            yield
+        except psycopg2.Error as exc:
+            raise self.db_error(exc, line, doing) from None
+
+    def in_worker(
+        self, job: Callable[[], None], line: int | None = None, doing: str = ""
+    ) -> Callable[[], None]:
+        """Wrap a worker job: database errors become LoadErrors naming the stream."""
+
+        def run() -> None:
+            try:
+                job()
+            except psycopg2.Error as exc:
+                raise self.db_error(exc, line, doing) from None
+            except LoadError:
+                raise
+            except Exception as exc:  # unexpected: keep the traceback, name the stream
+                exc.add_note(f"while loading stream '{self.stream}'")
+                raise
+
+        return run
 
     def _needs_version_column(self) -> bool:
         return self.method != "overwrite" and all(
@@ -228,6 +292,7 @@ class StreamLoader:
         else:
             version_field = str(int(version)).encode()
             self.versions_with_records.add(int(version))
+            self.open_version = int(version)
             batch.has_version = True
         extracted = message.time_extracted
         extracted_field = b"\\N" if extracted is None else copy_field(extracted.encode())
@@ -266,7 +331,12 @@ class StreamLoader:
             budget = self.session.batch_budget
             budget.acquire()  # all streams together: a bounded number of batches handed over
             self.worker().submit(
-                lambda: self._load_batch(batch, statements), batch=True, release=budget.release
+                self.in_worker(
+                    lambda: self._load_batch(batch, statements),
+                    doing=f"the load of input lines {batch.lines[0]}-{batch.lines[-1]}",
+                ),
+                batch=True,
+                release=budget.release,
             )
         else:
             self.wait()
@@ -333,7 +403,7 @@ class StreamLoader:
     def _submit_replace_begin(self) -> None:
         """Start the replace in the worker: the main thread reads on meanwhile (DELETE...)."""
         self.in_replace = True
-        self.worker().submit(self.replace_begin)
+        self.worker().submit(self.in_worker(self.replace_begin, self.schema_line, "replace"))
 
     def replace_begin(self) -> None:
         """Transactional replace, step 1: lock, create if new, DELETE (invisible until commit).
@@ -524,7 +594,7 @@ class StreamLoader:
             if self.cfg.analyze_after_load:
                 self._analyze()
 
-        self.worker().submit(commit)
+        self.worker().submit(self.in_worker(commit, doing="commit"))
         self.in_replace = False
         self.replaced_once = True
         self.dirty = False
@@ -547,7 +617,10 @@ class StreamLoader:
         """
         seen = self.activations.get(version, 0)
         self.activations[version] = seen + 1
+        if self.open_version is not None and version >= self.open_version:
+            self.open_version = None  # the tap declared the stream complete
         if version not in self.versions_with_records and seen == 0:
+            self.announced.add(version)
             logger.info(
                 "Stream '%s': ACTIVATE_VERSION %d at input line %d precedes its records; "
                 "nothing to do yet",
@@ -584,17 +657,54 @@ class StreamLoader:
         )  # fmt: skip
         self._commit(final=False)
 
-    def finish(self) -> None:
-        """End of input: commit whatever this stream still holds."""
+    def check_complete(self) -> None:
+        """End of input: refuse a stream whose tap did not finish its version.
+
+        Records carrying version V and no ACTIVATE_VERSION for V after them mean the input
+        ended early (the tap died; Meltano may close the pipe before it tells the target).
+        A tap that only announces V before its records (as the SDK does) never sends a closing
+        ACTIVATE_VERSION: for it, as for streams without versions, end of input is the end.
+        """
+        version = self.open_version
+        if version is None or version in self.announced:
+            return
+        left = (
+            "table left unchanged"
+            if self.method == "overwrite"
+            else "its last batch is not committed and older versions are kept"
+        )
+        raise LoadError(
+            f"input ended before ACTIVATE_VERSION for version {version} — the tap did "
+            f"not finish; {left}",
+            stream=self.stream,
+        )
+
+    def finish_load(self) -> None:
+        """End of input, step 1: hand the last batch over (overwrite) or load it, uncommitted."""
         if self.method == "overwrite":
             if self.dirty or not self.replaced_once:
+                self.flush()
+                if not self.in_replace:
+                    self._submit_replace_begin()
+            return
+        batch = self.batch
+        if batch.has_version:
+            self._ensure_version_column()
+        self.wait()
+        if batch.lines:
+            self.batch = Batch()
+            self._batch_begin()
+            self._load_batch(batch, self.statements())
+        elif self.history_id is None:
+            self._batch_begin()
+
+    def finish_commit(self) -> None:
+        """End of input, step 2 (after every stream's step 1 succeeded): commit."""
+        if self.method == "overwrite":
+            if self.in_replace:
                 self.replace_commit()
             self.wait()
             return
-        self.flush()
-        self.wait()
-        if self.history_id is None:
-            self._batch_begin()
         self._commit(final=True)
         self.status = RESULT[self.method]
         self.finished = time.monotonic()

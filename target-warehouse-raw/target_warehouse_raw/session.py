@@ -122,9 +122,13 @@ class LoadSession:
         if loader is None:
             table = self._table_for(stream)
             self.control_cursor()  # schema + history table exist before any load
-            self.loaders[stream] = StreamLoader(self, stream, table, columns, key_columns, line)
+            try:
+                self.loaders[stream] = StreamLoader(self, stream, table, columns, key_columns, line)
+            except psycopg2.Error as exc:
+                raise LoadError(server_message(exc), stream=stream, line=line) from None
         else:
-            loader.apply_schema(columns, key_columns, line)
+            with loader.database_errors(line):
+                loader.apply_schema(columns, key_columns, line)
 
     def _table_for(self, stream: str) -> str:
         names = map_identifiers([*self.tables, stream])
@@ -143,7 +147,10 @@ class LoadSession:
             )
         if not message.record:
             raise LoadError("RECORD message without a record", stream=message.stream, line=line)
-        loader.add(line, message)
+        try:
+            loader.add(line, message)
+        except psycopg2.Error as exc:  # upsert/append-only load in the main thread
+            raise loader.db_error(exc, line) from None
         self._records_seen += 1
         if self._records_seen % 20_000 == 0:
             self.progress.maybe_report()
@@ -174,7 +181,8 @@ class LoadSession:
             )
         if message.version is None:
             raise LoadError("ACTIVATE_VERSION without a version", stream=loader.stream, line=line)
-        loader.activate_version(int(message.version), line)
+        with loader.database_errors(line):
+            loader.activate_version(int(message.version), line)
 
     def on_batch(self, line: int, message: Message) -> None:
         """BATCH messages (files written by the tap) are not supported."""
@@ -209,9 +217,22 @@ class LoadSession:
     def finish(self) -> None:
         """End of input: commit every stream, then write the last STATE."""
         self.finished = True
-        for loader in self.loaders.values():
-            loader.finish()
-        self._emit_ready_states()
+        loaders = list(self.loaders.values())
+        # Nothing is committed until every open stream is complete and fully loaded: any
+        # failure up to here rolls every open stream back (streams committed earlier by their
+        # ACTIVATE_VERSION stay committed). Then the commits, one stream after the other.
+        for loader in loaders:
+            loader.check_complete()
+        for loader in loaders:
+            with loader.database_errors():
+                loader.finish_load()
+        for loader in loaders:
+            with loader.database_errors():
+                loader.wait()
+        for loader in loaders:
+            with loader.database_errors(doing="commit"):
+                loader.finish_commit()
+            self._emit_ready_states()
         for loader in self.loaders.values():
             loader.close()
         self._close_control()

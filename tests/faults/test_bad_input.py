@@ -166,13 +166,7 @@ REFUSED = {
 }
 
 
-KNOWN_BUGS = {
-    "1,601 columns": (
-        "product bug: a SCHEMA over PostgreSQL's 1,600-column limit fails only at the end "
-        "of input with the bare server message 'tables can have at most 1600 columns' (no "
-        "stream, no line) and a Python traceback, after earlier streams were committed"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}
 REFUSED_CASES = [
     pytest.param(
         spec,
@@ -212,16 +206,6 @@ def test_refused_input_names_stream_line_column_and_changes_nothing(loaded, spec
     assert_same_content(before, warehouse.db.snapshot(), allow={"bins": new_bins(warehouse)})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "product bug: at end of input the target commits stream by stream, so when the last "
-        "batch of a later stream is refused (validation or cast error found at the final flush) "
-        "the earlier streams of the same run are already committed; a fault found earlier (e.g. "
-        "malformed JSON) rolls them all back. README promises every open transaction is rolled "
-        "back on an error: the outcome should not depend on where the batch boundary falls"
-    ),
-)
 def test_a_refused_run_commits_no_stream(loaded):
     warehouse, before = loaded
     done = warehouse.run(HEADER + REFUSED["string for boolean"].body + CLOSE)

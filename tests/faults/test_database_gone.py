@@ -55,20 +55,9 @@ def with_password(secret_role, fault_warehouse):
     return fault_warehouse, password
 
 
-LOST_CONNECTION_BUG = (
-    "product bug: when the warehouse backend is terminated mid-COPY/INSERT or during COMMIT "
-    "the target exits 1 with a Python traceback and a bare server message ('server closed "
-    "the connection unexpectedly'; mid-insert even 'cursor already closed' from ROLLBACK TO "
-    "SAVEPOINT twr_insert) instead of one error line naming the stream"
-)
-
-
 @pytest.mark.parametrize(
     "check",
-    [
-        "data",
-        pytest.param("message", marks=pytest.mark.xfail(strict=True, reason=LOST_CONNECTION_BUG)),
-    ],
+    ["data", "message"],
 )
 @pytest.mark.parametrize("phase", ["insert", "commit"])
 def test_warehouse_connection_terminated_mid_load(with_password, phase, check):

@@ -222,3 +222,60 @@ def test_two_loads_of_one_stream_do_not_interleave(warehouse, run_target):
     assert second.returncode == 0
     assert b"another load" in second_err
     assert warehouse.table("parts") == [(1, 1, 1.5), (2, 2, 1.5)]  # the later commit wins
+
+
+def _bins(version: int | None, n: int, *, close: bool) -> list[dict]:
+    extra = {} if version is None else {"version": version}
+    messages: list[dict] = [schema_message("bins", {"code": {"type": "string"}}, ["code"])]
+    messages += [record("bins", {"code": f"{version}-{i}"}, **extra) for i in range(n)]
+    if close:
+        messages.append({"type": "ACTIVATE_VERSION", "stream": "bins", "version": version})
+    return messages
+
+
+def test_a_failure_at_the_last_flush_rolls_back_every_open_stream(warehouse, run_target):
+    assert run_target(singer(*_bins(None, 2, close=False)) + good(3)).returncode == 0
+    before = (warehouse.table("bins"), warehouse.table("parts"))
+    # bins is complete and open (no ACTIVATE_VERSION); the cast error in parts' last batch is
+    # only found when that batch is loaded at end of input, before anything is committed.
+    text = singer(*_bins(None, 5, close=False), schema_message("parts", PROPS, ["id"]),
+                  record("parts", {"id": 1, "price": "abc"}))  # fmt: skip
+    run = run_target(text)
+    assert run.returncode == 1
+    assert "stream 'parts', input line 8, column 'price'" in run.stderr
+    assert (warehouse.table("bins"), warehouse.table("parts")) == before
+    # ... while a stream closed by its ACTIVATE_VERSION was committed by the tap's word.
+    run = run_target(singer(*_bins(3, 4, close=True)) + text.split("\n", 6)[-1])
+    assert run.returncode == 1
+    assert [row[0] for row in warehouse.table("bins")] == [f"3-{i}" for i in range(4)]
+    assert warehouse.table("parts") == before[1]
+
+
+def test_input_that_ends_before_the_closing_activate_version_is_refused(warehouse, run_target):
+    assert run_target(singer(*_bins(1, 2, close=True))).returncode == 0
+    run = run_target(singer(*_bins(2, 5, close=False), {"type": "STATE", "value": {"b": 2}}))
+    assert run.returncode == 1
+    assert (
+        "stream 'bins': input ended before ACTIVATE_VERSION for version 2 — the tap did not "
+        "finish; table left unchanged" in run.stderr
+    )
+    assert run.stdout == ""
+    assert [row[0] for row in warehouse.table("bins")] == ["1-0", "1-1"]
+    # A tap that announces its version before the records (the SDK) never closes it: the end
+    # of input is the end of the stream, as for streams without versions.
+    announced = [{"type": "ACTIVATE_VERSION", "stream": "bins", "version": 4}]
+    messages = _bins(4, 3, close=False)
+    assert run_target(singer(messages[0], *announced, *messages[1:])).returncode == 0
+    assert [row[0] for row in warehouse.table("bins")] == ["4-0", "4-1", "4-2"]
+
+
+def test_too_many_columns_is_one_clear_error(warehouse, run_target):
+    props = {"id": {"type": "integer"}} | {f"c{i}": {"type": "integer"} for i in range(1600)}
+    run = run_target(singer(schema_message("wide", props, ["id"]), record("wide", {"id": 1})))
+    assert run.returncode == 1
+    assert (
+        "stream 'wide', input line 1: the schema has 1601 columns; PostgreSQL tables can have "
+        "at most 1600 columns" in run.stderr
+    )
+    assert "Traceback" not in run.stderr
+    assert warehouse.query("SELECT to_regclass('raw.wide')") == [(None,)]

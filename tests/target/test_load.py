@@ -227,6 +227,7 @@ def test_record_metadata_columns(warehouse, run_target):
     text = singer(
         schema_message("meta", {"id": {"type": "integer"}}, ["id"]),
         record("meta", {"id": 1}, version=7, time_extracted="2024-05-01T00:00:00Z"),
+        {"type": "ACTIVATE_VERSION", "stream": "meta", "version": 7},
     )
     assert run_target(text, config={"add_record_metadata": True}).returncode == 0
     row = warehouse.query(
