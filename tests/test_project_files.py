@@ -67,8 +67,9 @@ def _flatten(properties: dict, prefix: str = "") -> set[str]:
     names = set()
     for name, schema in properties.items():
         names.add(prefix + name)
-        nested = schema.get("properties") or (schema.get("additionalProperties") or {}).get(
-            "properties"
+        extra = schema.get("additionalProperties")
+        nested = schema.get("properties") or (
+            extra.get("properties") if isinstance(extra, dict) else None
         )
         if nested and prefix + name != "check_sources":
             names |= _flatten(nested, f"{prefix}{name}.")
