@@ -165,3 +165,41 @@ def warehouse_rows(pipeline: Pipeline, query: str) -> list[tuple]:
             return cursor.fetchall()
     finally:
         connection.close()
+
+
+def target_check_reads_meltano_env() -> bool:
+    """Whether the installed check understands how Meltano exports an object setting.
+
+    Meltano hands a plugin command its config only as environment variables and exports
+    `check_sources` with dotted keys (`{"refills.host": "db1", ...}`); the check has to nest
+    them again. Probed once: a check that does not yet do so fails config validation.
+    """
+    executable = Path(sys.executable).parent / "target-warehouse-raw-check"
+    if not executable.exists():
+        return False
+    env = clean_environment()
+    env.update(
+        TARGET_WAREHOUSE_RAW_HOST="127.0.0.1",
+        TARGET_WAREHOUSE_RAW_PORT="1",
+        TARGET_WAREHOUSE_RAW_CONNECT_TIMEOUT="1",
+        TARGET_WAREHOUSE_RAW_CHECK_SOURCES='{"refills.host": "127.0.0.1", "refills.port": 1, '
+        '"bodies.host": null}',
+    )
+    probe = subprocess.run(
+        [str(executable), "--config", "ENV"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return "ConfigValidationError" not in probe.stdout + probe.stderr
+
+
+CHECK_NEEDS_TARGET_FIX = pytest.mark.xfail(
+    not target_check_reads_meltano_env(),
+    reason="target-warehouse-raw-check --config ENV does not yet nest Meltano's dotted "
+    "check_sources export, so `meltano invoke target-warehouse-raw:check` fails validation",
+    strict=True,
+)
