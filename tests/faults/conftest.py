@@ -34,6 +34,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(f"{kind:>28}: {shown}")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Rows lost in a strict-xfail case (a known product bug) are counted apart."""
+    lost_before = FIGURES["rows lost or corrupted"]
+    yield
+    if item.get_closest_marker("xfail") is not None:
+        lost = FIGURES["rows lost or corrupted"] - lost_before
+        FIGURES["rows lost or corrupted"] = lost_before
+        FIGURES["rows lost in known-bug cases (xfail)"] += lost
+
+
 @pytest.fixture
 def fault_warehouse(pg_server, make_database, tmp_path) -> Iterator[FaultWarehouse]:
     """A fresh warehouse database and the target config pointing at it."""
