@@ -136,7 +136,7 @@ class WarehouseConfig:
     lock_timeout: float = 5.0
     ddl_retries: int = 5
     strip_nul_characters: bool = False
-    analyze_after_load: bool = True
+    analyze_after_load: bool = False
     progress_interval: float = 5.0
     check_sources: tuple[SourceSettings, ...] = ()
 
@@ -192,7 +192,7 @@ def parse_config(config: Mapping[str, Any]) -> WarehouseConfig:
         lock_timeout=_float(config, "lock_timeout", 5.0),
         ddl_retries=_int(config, "ddl_retries", 5),
         strip_nul_characters=_bool(config, "strip_nul_characters", False),
-        analyze_after_load=_bool(config, "analyze_after_load", True),
+        analyze_after_load=_bool(config, "analyze_after_load", False),
         progress_interval=_float(config, "progress_interval", 5.0),
         check_sources=_sources(config.get("check_sources")),
     )

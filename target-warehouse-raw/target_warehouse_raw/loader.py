@@ -11,6 +11,7 @@ Transaction boundaries depend on the load method:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -25,18 +26,25 @@ from target_warehouse_raw import history
 from target_warehouse_raw.db import advisory_key, connect, server_message, set_phase, table_sql
 from target_warehouse_raw.errors import LoadError, MissingKeyError
 from target_warehouse_raw.names import quote
-from target_warehouse_raw.reader import Message, copy_field, has_nul, nul_property, strip_nul
-from target_warehouse_raw.schema_sync import changes, create_table_sql, read_shape, run_short_ddl
-from target_warehouse_raw.statements import (
-    COPY_SQL,
-    LANDING,
-    LANDING_DDL,
-    BatchStatements,
-    batch_statements,
-    with_where,
+from target_warehouse_raw.reader import Message, has_nul, nul_property, strip_nul
+from target_warehouse_raw.rows import RowEncoder, batch_time
+from target_warehouse_raw.schema_sync import (
+    TableShape,
+    changes,
+    create_table_sql,
+    read_shape,
+    run_short_ddl,
+    widening,
 )
-from target_warehouse_raw.types import DELETED_COLUMN, VERSION_COLUMN, Column
-from target_warehouse_raw.validate import RecordValidator, Violation
+from target_warehouse_raw.statements import (
+    copy_sql,
+    merge_sql,
+    stage_copy_sql,
+    stage_ddl,
+    stage_name,
+)
+from target_warehouse_raw.types import DELETED_COLUMN, VERSION_COLUMN, Column, kind_of
+from target_warehouse_raw.validate import Violation
 from target_warehouse_raw.worker import BatchWorker
 
 if TYPE_CHECKING:
@@ -46,16 +54,17 @@ logger = logging.getLogger("target-warehouse-raw")
 
 MAX_COLUMNS = 1600  # PostgreSQL's limit per table
 RESULT = {"overwrite": "replaced", "upsert": "upserted", "append-only": "appended"}
-_COPY_LINE = re.compile(r"line (\d+)")
+_COPY_CONTEXT = re.compile(r"COPY [^,]*, line (\d+)(?:, column ([^:]+))?")
 
 
 class Batch:
     """Buffered COPY rows of one batch and their input line numbers."""
 
-    __slots__ = ("has_version", "lines", "nbytes", "rows")
+    __slots__ = ("has_version", "lines", "nbytes", "now", "rows")
 
     def __init__(self) -> None:
         self.rows: list[bytes] = []
+        self.now = batch_time()
         self.lines = array("q")
         self.nbytes = 0
         self.has_version = False
@@ -107,8 +116,8 @@ class StreamLoader:
         self.lock_key = advisory_key(self.cfg.schema, table)
         self.conn = connect(self.cfg.connection, stream, "prepare")
         self.cursor = self.conn.cursor()
-        self._statements: BatchStatements | None = None
-        self.validator = RecordValidator(columns)
+        self._encoder: RowEncoder | None = None
+        self.table_types: dict[str, str] = {}  # live column types that differ from the schema
         self._worker: BatchWorker | None = None
         # batch buffer
         self.batch = Batch()
@@ -143,6 +152,7 @@ class StreamLoader:
         """Schema evolution of an existing table, in its own short transaction, before loading."""
         shape = read_shape(self.cursor, self.table_sql)
         self.conn.commit()
+        self._note_types(shape)
         if shape is None:
             return
         statements = changes(
@@ -170,13 +180,13 @@ class StreamLoader:
         self.wait()
         self.columns = columns
         self.keys = keys
-        self._statements = None
-        self.validator = RecordValidator(columns)
+        self._encoder = None
         self.dirty = True
         if self.in_replace:
             # Mid-load change: the replace transaction already holds the table, so the DDL
             # joins it (readers of an existing table wait from here until the commit).
             shape = read_shape(self.cursor, self.table_sql)
+            self._note_types(shape)
             statements = changes(shape, self.table_sql, columns, self._ddl_keys(), change_keys=True)
             if statements:
                 logger.warning(
@@ -253,16 +263,33 @@ class StreamLoader:
             return
         self.wait()
         self.columns = [*self.columns, VERSION_COLUMN]
-        self._statements = None
+        self._encoder = None
         self._prepare_existing_table(0)
 
-    def statements(self) -> BatchStatements:
-        """Batch statements for the current columns (built once per schema)."""
-        if self._statements is None:
-            self._statements = batch_statements(
-                self.table_sql, self.columns, self._ddl_keys(), self.session.expr_params
-            )
-        return self._statements
+    def _note_types(self, shape: TableShape | None) -> None:
+        """Remember live column types the schema's type does not replace (kept, not widened)."""
+        self.table_types = {}
+        if shape is None:
+            return
+        for column in self.columns:
+            existing = shape.columns.get(column.name)
+            if existing is None or existing == column.sql_type:
+                continue
+            if widening(existing, column.sql_type) is None:
+                self.table_types[column.name] = existing
+
+    def encoder(self) -> RowEncoder:
+        """Record -> COPY line for the current columns (built once per schema)."""
+        if self._encoder is None:
+            columns = []
+            for column in self.columns:
+                live = self.table_types.get(column.name)
+                info = self.session.resolve_type(live) if live else None
+                if info is not None:
+                    column = dataclasses.replace(column, kind=kind_of(info, {}))
+                columns.append(column)
+            self._encoder = RowEncoder(columns, self.session.expr_params)
+        return self._encoder
 
     # --- the hot path ------------------------------------------------------------------------
 
@@ -279,24 +306,22 @@ class StreamLoader:
                     column=nul_property(raw),
                 )
             raw = strip_nul(raw)
+        version = message.version
+        batch = self.batch
+        if version is not None and not batch.has_version and self._needs_version_column():
+            self.flush()  # rows so far have no version column; later rows have one
+            self._ensure_version_column()
+            batch = self.batch
         try:
-            self.validator.check(raw)
+            row = self.encoder().encode(raw, line, version, message.time_extracted, batch.now)
         except Violation as exc:
             self.wait()  # an earlier batch's error comes first, as the input order says
             error = MissingKeyError if exc.missing_key else LoadError
             raise error(exc.problem, stream=self.stream, line=line, column=exc.prop) from None
-        version = message.version
-        batch = self.batch
-        if version is None:
-            version_field = b"\\N"
-        else:
-            version_field = str(int(version)).encode()
+        if version is not None:
             self.versions_with_records.add(int(version))
             self.open_version = int(version)
             batch.has_version = True
-        extracted = message.time_extracted
-        extracted_field = b"\\N" if extracted is None else copy_field(extracted.encode())
-        row = b"%d\t%s\t%s\t%s\n" % (line, copy_field(raw), version_field, extracted_field)
         batch.rows.append(row)
         batch.nbytes += len(row)
         batch.lines.append(line)
@@ -327,12 +352,12 @@ class StreamLoader:
         if self.method == "overwrite":
             if not self.in_replace:
                 self._submit_replace_begin()
-            statements = self.statements()
+            encoder = self.encoder()
             budget = self.session.batch_budget
             budget.acquire()  # all streams together: a bounded number of batches handed over
             self.worker().submit(
                 self.in_worker(
-                    lambda: self._load_batch(batch, statements),
+                    lambda: self._load_batch(batch, encoder),
                     doing=f"the load of input lines {batch.lines[0]}-{batch.lines[-1]}",
                 ),
                 batch=True,
@@ -341,7 +366,7 @@ class StreamLoader:
         else:
             self.wait()
             self._batch_begin()
-            self._load_batch(batch, self.statements())
+            self._load_batch(batch, self.encoder())
             self._commit(final=False)
         self.session.progress.maybe_report()
         self.session.stream_committed(self)  # a commit in the worker may release STATE
@@ -396,9 +421,8 @@ class StreamLoader:
             version=self.session.version,
         )
 
-    def _create_and_landing(self) -> None:
+    def _create_table(self) -> None:
         self.cursor.execute(create_table_sql(self.table_sql, self.columns, self._ddl_keys()))
-        self.cursor.execute(LANDING_DDL)
 
     def _submit_replace_begin(self) -> None:
         """Start the replace in the worker: the main thread reads on meanwhile (DELETE...)."""
@@ -415,7 +439,7 @@ class StreamLoader:
         self._lock_table()
         self._history_start()
         set_phase(self.cursor, self.stream, "replace")
-        self._create_and_landing()
+        self._create_table()
         shape = read_shape(self.cursor, self.table_sql)
         for statement in changes(
             shape, self.table_sql, self.columns, self._ddl_keys(), change_keys=False
@@ -438,115 +462,95 @@ class StreamLoader:
         self._lock_table()
         self._history_start()
         set_phase(self.cursor, self.stream, "load")
-        self._create_and_landing()
+        self._create_table()
         shape = read_shape(self.cursor, self.table_sql)
         for statement in changes(
             shape, self.table_sql, self.columns, self._ddl_keys(), change_keys=True
         ):
             self.cursor.execute(statement)
 
-    def _load_batch(self, batch: Batch, statements: BatchStatements) -> None:
-        """COPY into the landing table, then one INSERT ... SELECT that converts every value."""
+    def _load_batch(self, batch: Batch, encoder: RowEncoder) -> None:
+        """COPY the batch's typed rows into the table (or merge them through a staging table).
+
+        overwrite and append-only: COPY straight into the live table under a savepoint; a
+        batch that repeats a key (unique violation) is redone through the staging table, last
+        record per key winning. upsert: always through the staging table.
+        """
         cursor = self.cursor
-        clock = time.perf_counter()
-        timings: dict[str, float] = {}
-
-        def lap(phase: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[phase] = timings.get(phase, 0.0) + now - clock
-            clock = now
-
-        set_phase(cursor, self.stream, "copy")
-        cursor.execute("SAVEPOINT twr_batch")
-        try:
-            cursor.copy_expert(COPY_SQL, _RowsReader(batch.rows), size=1 << 20)
-        except psycopg2.Error as exc:
-            cursor.execute("ROLLBACK TO SAVEPOINT twr_batch")
-            match = _COPY_LINE.search(getattr(exc.diag, "context", None) or "")
-            index = int(match.group(1)) - 1 if match else -1
-            line = batch.lines[index] if 0 <= index < len(batch.lines) else None
-            raise LoadError(server_message(exc), stream=self.stream, line=line) from None
-        batch.rows = []
-        lap("copy")
-        set_phase(cursor, self.stream, "insert")
-        cursor.execute("SAVEPOINT twr_insert")
-        use_dedupe = self.method == "upsert"
-        try:
-            cursor.execute(
-                with_where(statements.dedupe_insert if use_dedupe else statements.insert)
-            )
-        except psycopg2.errors.UniqueViolation:
-            cursor.execute("ROLLBACK TO SAVEPOINT twr_insert")
-            if statements.dedupe_insert is None:
-                raise
-            # Duplicate keys in the stream: the last record of each key wins (Singer).
-            use_dedupe = True
+        started = time.perf_counter()
+        columns = encoder.columns
+        merged = self.method == "upsert"
+        if not merged:
+            set_phase(cursor, self.stream, "insert")
+            cursor.execute("SAVEPOINT twr_batch")
             try:
-                cursor.execute(with_where(statements.dedupe_insert))
+                cursor.copy_expert(
+                    copy_sql(self.table_sql, columns), _RowsReader(batch.rows), size=1 << 20
+                )
+            except psycopg2.errors.UniqueViolation as exc:
+                cursor.execute("ROLLBACK TO SAVEPOINT twr_batch")
+                if not self._ddl_keys():
+                    raise self._copy_error(exc, batch, columns) from None
+                merged = True  # a key repeats: the last record per key wins
             except psycopg2.Error as exc:
-                self._insert_failed(statements, batch, exc, use_dedupe)
-        except psycopg2.Error as exc:
-            self._insert_failed(statements, batch, exc, use_dedupe)
+                if not self.conn.closed:
+                    cursor.execute("ROLLBACK TO SAVEPOINT twr_batch")
+                raise self._copy_error(exc, batch, columns) from None
+            cursor.execute("RELEASE SAVEPOINT twr_batch")
+        if merged:
+            self._merge_batch(batch, encoder)
         self.rows += len(batch.lines)
-        lap("insert")
-        cursor.execute(f"TRUNCATE {LANDING}")
-        cursor.execute("RELEASE SAVEPOINT twr_batch")
-        lap("truncate")
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "Stream '%s': batch of %d rows: %s",
-                self.stream,
-                len(batch.lines),
-                ", ".join(f"{phase} {seconds:.3f} s" for phase, seconds in timings.items()),
-            )
+        batch.rows = []
+        logger.debug(
+            "Stream '%s': batch of %d rows%s %.3f s",
+            self.stream, len(batch.lines), " (merged)" if merged else "",
+            time.perf_counter() - started,
+        )  # fmt: skip
 
-    # --- the error path ----------------------------------------------------------------------
-
-    def _probe(self, statement: str) -> psycopg2.Error | None:
-        self.cursor.execute("SAVEPOINT twr_probe")
+    def _merge_batch(self, batch: Batch, encoder: RowEncoder) -> None:
+        """COPY into the typed staging table, then INSERT ... ON CONFLICT, last record wins."""
+        cursor = self.cursor
+        columns = encoder.columns
+        stage = stage_name(encoder.fingerprint)
+        set_phase(cursor, self.stream, "copy")
+        cursor.execute("SAVEPOINT twr_merge")
         try:
-            self.cursor.execute(statement)
+            cursor.execute(stage_ddl(stage, self.table_sql, columns))
+            cursor.execute(f"TRUNCATE {stage}")
+            staged = [
+                b"%d\t%s" % (line, row) for line, row in zip(batch.lines, batch.rows, strict=True)
+            ]
+            cursor.copy_expert(stage_copy_sql(stage, columns), _RowsReader(staged), size=1 << 20)
+            del staged
+            set_phase(cursor, self.stream, "insert")
+            cursor.execute(merge_sql(self.table_sql, stage, columns, self._ddl_keys()))
+            cursor.execute(f"TRUNCATE {stage}")
         except psycopg2.Error as exc:
-            return exc
-        finally:
-            self.cursor.execute("ROLLBACK TO SAVEPOINT twr_probe")
-        return None
+            if not self.conn.closed:
+                cursor.execute("ROLLBACK TO SAVEPOINT twr_merge")
+            raise self._copy_error(exc, batch, columns, staged=True) from None
+        cursor.execute("RELEASE SAVEPOINT twr_merge")
 
-    def _insert_failed(
-        self, statements: BatchStatements, batch: Batch, exc: psycopg2.Error, dedupe: bool
-    ) -> None:
-        """Find the first input line (and column) that makes the INSERT fail; raise about it."""
-        self.cursor.execute("ROLLBACK TO SAVEPOINT twr_insert")
-        insert = statements.dedupe_insert if dedupe else statements.insert
-        lines = sorted(batch.lines)
-        low, high = 0, len(lines) - 1
-
-        def fails(a: int, b: int) -> psycopg2.Error | None:
-            return self._probe(
-                with_where(insert, f"WHERE l.line BETWEEN {lines[a]} AND {lines[b]}")
+    def _copy_error(
+        self, exc: psycopg2.Error, batch: Batch, columns: Sequence[Column], *, staged: bool = False
+    ) -> LoadError:
+        """The server's error, at the input line (and property) COPY names in its context."""
+        if self.conn.closed:
+            return self.db_error(exc, doing=f"the load of input lines {batch.lines[0]}-"
+                                 f"{batch.lines[-1]}")  # fmt: skip
+        match = _COPY_CONTEXT.search(getattr(exc.diag, "context", None) or "")
+        if match is None:
+            first, last = batch.lines[0], batch.lines[-1]
+            return LoadError(
+                f"{server_message(exc)} (in input lines {first}-{last})", stream=self.stream
             )
-
-        if fails(low, high) is None:
-            raise LoadError(server_message(exc), stream=self.stream, line=lines[0]) from None
-        while low < high:
-            middle = (low + high) // 2
-            if fails(low, middle) is not None:
-                high = middle
-            else:
-                low = middle + 1
-        line = lines[low]
-        error = fails(low, low) or exc
-        for column, probe in statements.probes:
-            column_error = self._probe(f"{probe} WHERE l.line = {line}")
-            if column_error is not None:
-                raise LoadError(
-                    server_message(column_error),
-                    stream=self.stream,
-                    line=line,
-                    column=column.prop or column.name,
-                ) from None
-        raise LoadError(server_message(error), stream=self.stream, line=line) from None
+        index = int(match.group(1)) - 1
+        line = batch.lines[index] if 0 <= index < len(batch.lines) else None
+        prop = None
+        if match.group(2):
+            name = match.group(2).strip()
+            prop = next((c.prop or c.name for c in columns if c.name == name), name)
+        return LoadError(server_message(exc), stream=self.stream, line=line, column=prop)
 
     # --- commit, ACTIVATE_VERSION, end ---------------------------------------------------------
 
@@ -694,7 +698,7 @@ class StreamLoader:
         if batch.lines:
             self.batch = Batch()
             self._batch_begin()
-            self._load_batch(batch, self.statements())
+            self._load_batch(batch, self.encoder())
         elif self.history_id is None:
             self._batch_begin()
 

@@ -1,7 +1,7 @@
 """Fast Singer line reader: msgspec decodes each line into a small struct.
 
 The record stays `msgspec.Raw` (the original JSON bytes): it is never turned into a Python
-dict on the hot path; PostgreSQL parses it once, as jsonb, when it is copied in.
+dict; rows.py decodes it once into a typed struct and writes its COPY line.
 """
 
 from __future__ import annotations
@@ -100,19 +100,3 @@ def nul_property(raw: bytes) -> str:
             if _contains_nul(key) or _contains_nul(value):
                 return key
     return "?"
-
-
-def copy_field(raw: bytes) -> bytes:
-    """Make JSON bytes safe as one COPY text-format field.
-
-    Backslashes are COPY's escape character, so they are doubled; a raw tab or CR can only be
-    insignificant whitespace between JSON tokens (inside strings they must be escaped), so it
-    becomes a space. A newline cannot occur: messages are single lines.
-    """
-    if b"\\" in raw:
-        raw = raw.replace(b"\\", b"\\\\")
-    if b"\t" in raw:
-        raw = raw.replace(b"\t", b" ")
-    if b"\r" in raw or b"\n" in raw:
-        raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
-    return raw

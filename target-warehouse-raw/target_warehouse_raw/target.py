@@ -94,8 +94,9 @@ class TargetWarehouseRaw(Target):
                     description="Remove U+0000 from text and JSON values (PostgreSQL cannot "
                     "store it). Off: such a record is refused with an error."),
         th.Property("analyze_after_load", th.BooleanType, title="Analyze after load",
-                    default=True,
-                    description="Run ANALYZE on a table after replacing it."),
+                    default=False,
+                    description="Run ANALYZE on a table after replacing it (off: autovacuum "
+                    "analyzes it after a large change)."),
         th.Property("progress_interval", th.NumberType, title="Progress interval", default=5,
                     description="Seconds between progress log lines per stream (0: off)."),
         th.Property("check_sources", th.ObjectType(additional_properties=_SOURCE),

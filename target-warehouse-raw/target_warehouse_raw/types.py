@@ -1,10 +1,8 @@
-"""Column types and the server-side expressions that convert landed JSON values.
+"""Column types, and how each column's value is turned into its text form.
 
-Every record lands as `rec jsonb` in a temporary table (alias `l`). Most columns are converted
-in ONE pass per record: `jsonb_to_record(l.rec) AS r("key" type, ...)` parses each value with
-the column type's own input function, so PostgreSQL, not Python, converts values. A column
-whose key cannot be a column alias, or whose type needs it, is filled by its own expression
-over `l.rec` instead. One registered handler per kind of type builds both forms.
+A column's type comes from the exact `x-sql-datatype` hint when the warehouse has that type,
+otherwise from JSON Schema. Its `kind` says how rows.py writes a JSON value as the text the
+type's own input function reads (the server parses it; Python never converts the value).
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from target_warehouse_raw.names import literal, map_identifiers, quote
+from target_warehouse_raw.names import map_identifiers
 
 # x-sql-datatype values we are willing to put into DDL: type names, typmods, array brackets.
 _SAFE_TYPE = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\([0-9, ]+\))?[A-Za-z ]*(\[\d*\])*$')
@@ -31,108 +29,34 @@ class TypeInfo:
 
 @dataclass(frozen=True)
 class Column:
-    """One table column: where its value comes from and how it is converted."""
+    """One table column: where its value comes from and how it is written for COPY."""
 
     name: str  # identifier in the table
     prop: str  # key in the record JSON ('' for metadata columns)
     sql_type: str  # type used in DDL
-    expr: str  # conversion expression over the landing row (`l.rec`, `l.line`, ...)
-    json_types: frozenset[str] | None  # allowed jsonb_typeof() values; None = anything
+    kind: str  # how a value becomes its text form (see rows.py)
+    json_types: frozenset[str] | None  # allowed JSON types; None = anything
     required: bool = False  # key must be present (JSON Schema `required`)
     key: bool = False  # part of the primary key
     metadata: bool = False  # a Singer `_sdc_*` column filled by the target
-    # The one-pass form: the type of this key in jsonb_to_record's column definition list and
-    # the expression over that field (FIELD placeholder); None = use `expr`.
-    field_type: str | None = None
-    field_expr: str = ""
 
-
-# Placeholders filled by render_expr (NUL never occurs in SQL text we build).
-ROW, COLUMN, QCOLUMN = "\x00row\x00", "\x00column\x00", "\x00qcolumn\x00"
-RECEIVED, SEQUENCE_BASE, SYNC_STARTED = "\x00received\x00", "\x00seq\x00", "\x00sync\x00"
-FIELD = "\x00field\x00"
-
-# (expression over l.rec, field type for jsonb_to_record or None, expression over FIELD)
-Conversion = tuple[str, "str | None", str]
 
 Resolver = Callable[[str], "TypeInfo | None"]
-_HANDLERS: dict[str, Callable[[str, str, Mapping[str, Any]], Conversion]] = {}
 
 
-def handler(*kinds: str) -> Callable:
-    """Register the expression builder for one or more kinds of type."""
-
-    def register(function: Callable[[str, str, Mapping[str, Any]], Conversion]) -> Callable:
-        for kind in kinds:
-            _HANDLERS[kind] = function
-        return function
-
-    return register
-
-
-@handler("json", "jsonb")
-def _json(key: str, sql_type: str, schema: Mapping[str, Any]) -> Conversion:
-    """JSON stays JSON; a JSON null becomes SQL NULL (jsonb_to_record does the same)."""
-    return f"nullif(l.rec->{key}, 'null'::jsonb)::{sql_type}", sql_type, FIELD
-
-
-@handler("bytea")
-def _bytea(key: str, sql_type: str, schema: Mapping[str, Any]) -> Conversion:
-    """base64 when the schema says so (our tap), else bytea's own text input (`\\x...`)."""
-    if schema.get("contentEncoding") == "base64":
-        return f"decode(l.rec->>{key}, 'base64')", "text", f"decode({FIELD}, 'base64')"
-    return f"(l.rec->>{key})::bytea", "text", f"{FIELD}::bytea"
-
-
-@handler("money")
-def _money(key: str, sql_type: str, schema: Mapping[str, Any]) -> Conversion:
-    """money arrives as a number; going through numeric avoids locale-dependent parsing."""
-    return f"(l.rec->>{key})::numeric::money", "text", f"{FIELD}::numeric::money"
-
-
-@handler("string")
-def _string(key: str, sql_type: str, schema: Mapping[str, Any]) -> Conversion:
-    """Text types arrive as text: no explicit cast, so varchar(n)/char(n) reject (not cut)
-    long values when the INSERT assigns them."""
-    return f"(l.rec->>{key})", "text", FIELD
-
-
-@handler("array")
-def _array(key: str, sql_type: str, schema: Mapping[str, Any]) -> Conversion:
-    """JSON arrays (any dimension): jsonb_to_record builds them like jsonb_populate_record.
-
-    The ROW/COLUMN placeholders are filled in by the loader with the live table and column.
-    """
-    return (
-        f"(jsonb_populate_record(NULL::{ROW}, jsonb_build_object({COLUMN}, l.rec->{key})))"
-        f".{QCOLUMN}",
-        sql_type,
-        FIELD,
-    )
-
-
-@handler("other")
-def _other(key: str, sql_type: str, schema: Mapping[str, Any]) -> Conversion:
-    """Everything else: the type's input function reads PostgreSQL's own text form."""
-    return f"(l.rec->>{key})::{sql_type}", sql_type, FIELD
-
-
-@handler("composite")
-def _composite(key: str, sql_type: str, schema: Mapping[str, Any]) -> Conversion:
-    """Composite types read their text form; jsonb_to_record would want a JSON object."""
-    return f"(l.rec->>{key})::{sql_type}", None, ""
-
-
-def _kind(info: TypeInfo) -> str:
+def kind_of(info: TypeInfo, schema: Mapping[str, Any]) -> str:
+    """The conversion kind of a column type: its text form is built from the JSON value."""
     if info.category == "A":
         return "array"
-    if info.typname in ("json", "jsonb", "bytea", "money"):
+    if info.typname in ("json", "jsonb"):
+        return "json"
+    if info.typname == "bytea":
+        return "bytea64" if schema.get("contentEncoding") == "base64" else "text"
+    if info.typname == "bool":
+        return "boolean"
+    if info.typname in ("int2", "int4", "int8"):
         return info.typname
-    if info.category == "S":
-        return "string"
-    if info.category in ("C", "P", "X"):
-        return "composite"
-    return "other"
+    return "text"  # strings as their text, numbers as their exact digits
 
 
 def json_types(schema: Mapping[str, Any]) -> frozenset[str] | None:
@@ -229,42 +153,28 @@ def column_for(
     else:
         sql_type = json_schema_type(schema)
         info = _BUILTIN_INFO[sql_type]
-    expr, field_type, field_expr = _HANDLERS[_kind(info)](literal(prop), sql_type, schema)
-    if not usable_alias(prop):
-        field_type = None
     return Column(
         name=name,
         prop=prop,
         sql_type=sql_type,
-        expr=expr,
+        kind=kind_of(info, schema),
         json_types=json_types(schema),
         required=required or key,
         key=key,
-        field_type=field_type,
-        field_expr=field_expr,
     )
 
 
-def usable_alias(prop: str) -> bool:
-    """Can this JSON key be a column alias in jsonb_to_record's definition list exactly?
-
-    Identifiers longer than 63 bytes are cut by the server, and "" is not an identifier.
-    """
-    return 0 < len(prop.encode()) <= 63 and "\x00" not in prop
-
-
 # Singer metadata columns (the SDK's add_record_metadata convention) and how they are filled.
+_TS = "timestamp with time zone"
 METADATA_COLUMNS = (
-    Column("_sdc_extracted_at", "", "timestamp with time zone",
-           "l.extracted_at::timestamptz", None, metadata=True),
-    Column("_sdc_received_at", "", "timestamp with time zone", RECEIVED, None, metadata=True),
-    Column("_sdc_batched_at", "", "timestamp with time zone", "now()", None, metadata=True),
-    Column("_sdc_deleted_at", "", "timestamp with time zone",
-           "(l.rec->>'_sdc_deleted_at')::timestamptz", None, metadata=True),
-    Column("_sdc_sequence", "", "bigint", f"({SEQUENCE_BASE} + l.line)", None, metadata=True),
-    Column("_sdc_table_version", "", "bigint", "l.version", None, metadata=True),
-    Column("_sdc_sync_started_at", "", "bigint", SYNC_STARTED, None, metadata=True),
-)  # fmt: skip
+    Column("_sdc_extracted_at", "", _TS, "text", None, metadata=True),
+    Column("_sdc_received_at", "", _TS, "text", None, metadata=True),
+    Column("_sdc_batched_at", "", _TS, "text", None, metadata=True),
+    Column("_sdc_deleted_at", "", _TS, "text", None, metadata=True),
+    Column("_sdc_sequence", "", "bigint", "int8", None, metadata=True),
+    Column("_sdc_table_version", "", "bigint", "int8", None, metadata=True),
+    Column("_sdc_sync_started_at", "", "bigint", "int8", None, metadata=True),
+)
 METADATA_NAMES = frozenset(column.name for column in METADATA_COLUMNS)
 VERSION_COLUMN = METADATA_COLUMNS[5]
 DELETED_COLUMN = METADATA_COLUMNS[3]
@@ -306,22 +216,3 @@ def build_columns(
     if add_metadata:
         columns.extend(METADATA_COLUMNS)
     return columns
-
-
-def render_expr(column: Column, table_sql: str, params: Mapping[str, str]) -> str:
-    """Fill the loader-specific placeholders of a column expression."""
-    expr = column.expr
-    replacements = {ROW: table_sql, COLUMN: literal(column.name), QCOLUMN: quote(column.name)}
-    replacements |= {
-        RECEIVED: params.get("received", "now()"),
-        SEQUENCE_BASE: params.get("sequence_base", "0"),
-        SYNC_STARTED: params.get("sync_started", "NULL"),
-    }
-    for placeholder, value in replacements.items():
-        expr = expr.replace(placeholder, value)
-    return expr
-
-
-def render_field(column: Column, field_sql: str) -> str:
-    """The one-pass expression for a column, over the jsonb_to_record field `field_sql`."""
-    return column.field_expr.replace(FIELD, field_sql)

@@ -245,3 +245,27 @@ def test_unknown_message_types_are_skipped_and_batch_is_refused(warehouse, run_t
     run = run_target(orders((1, "a")) + '{"type": "BATCH", "stream": "orders"}\n')
     assert run.returncode == 1
     assert "stream 'orders', input line 3: BATCH messages are not supported" in run.stderr
+
+
+def test_copy_text_escaping_and_array_literals_round_trip(warehouse, run_target):
+    texts = ["tab\there", "new\nline", "cr\rret", "back\\slash", "\\N", 'quote"s', "ünï😀", ""]
+    props = {
+        "id": {"type": "integer"},
+        "t": {"type": ["string", "null"]},
+        "tags": {"type": ["array", "null"], "x-sql-datatype": "text[]"},
+        "grid": {"type": ["array", "null"], "x-sql-datatype": "numeric[]"},
+        "doc": {"type": ["object", "null"], "x-sql-datatype": "jsonb"},
+    }
+    rows = [
+        {"id": i, "t": value, "tags": [value, None, "x,y", "{a}"],
+         "grid": [[1.10, None], [-2, 3e2]], "doc": {"k": value}}
+        for i, value in enumerate(texts)
+    ]  # fmt: skip
+    rows.append({"id": 99, "t": None, "tags": [], "grid": None, "doc": None})
+    text = singer(schema_message("esc", props, ["id"]), *(record("esc", r) for r in rows))
+    assert run_target(text).returncode == 0
+    got = warehouse.query("SELECT id, t, tags, grid::text, doc FROM raw.esc ORDER BY id")
+    for (i, t, tags, grid, doc), value in zip(got[:-1], texts, strict=True):
+        assert (t, tags, doc) == (value, [value, None, "x,y", "{a}"], {"k": value}), i
+        assert grid == "{{1.1,NULL},{-2,300.0}}"  # the JSON text carries 1.1 and 300.0
+    assert got[-1] == (99, None, [], None, None)

@@ -6,7 +6,8 @@ import pytest
 
 from target_warehouse_raw.config import ConfigError, drop_blank_environment, parse_config
 from target_warehouse_raw.names import map_identifier, map_identifiers, short_hash
-from target_warehouse_raw.reader import copy_field, has_nul, strip_nul
+from target_warehouse_raw.reader import has_nul, strip_nul
+from target_warehouse_raw.rows import array_text, json_text, text
 from target_warehouse_raw.types import json_schema_type, json_types
 
 
@@ -122,8 +123,14 @@ def test_allowed_json_types():
 
 
 def test_copy_field_escaping():
-    assert copy_field(b'{"a":"x\\ty"}') == b'{"a":"x\\\\ty"}'
-    assert copy_field(b'{"a":\t1}') == b'{"a": 1}'
+    assert json_text(b'{"a":"x\\ty"}') == '{"a":"x\\\\ty"}'
+    assert json_text(b'{"a":\t1}') == '{"a": 1}'
+    assert text("a\tb\\c\nd\re") == "a\\tb\\\\c\\nd\\re"
+    assert text("plain ü") == "plain ü"
+    assert (
+        array_text(b'[["a\\"b", null], ["\\\\", 1.10]]')
+        == r'{{"a\\"b",NULL},{"\\\\","1.10"}}'  # element escapes, then COPY escapes
+    )
 
 
 def test_nul_detection_respects_escaped_backslashes():

@@ -1,0 +1,296 @@
+"""Records to COPY text rows, in Python, in one decode per record.
+
+Each record's JSON is decoded ONCE with a msgspec Struct generated from the stream's schema
+(validation and conversion in one pass): string fields arrive as `str`, booleans as `bool`,
+integer columns as `int`; everything whose exact text matters (numbers of numeric, real and
+money columns, json/jsonb, arrays, values of any JSON type) stays `msgspec.Raw`, the value's
+original JSON text. A function generated once per schema then writes the record as one line of
+COPY text format in the table's column order. The server only runs each column type's input
+function on that text, exactly what `(rec->>'k')::type` did before, so every value lands as
+exactly as before (numeric digits and scale, NaN/Infinity, timestamps, intervals, ...).
+
+A record the typed decoder refuses takes the exact path: validate.py names the problem; a
+record that passes it (a float for an integer column, a lone surrogate escape) is decoded
+again with every field as `msgspec.Raw`, and the server judges the value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from target_warehouse_raw.types import Column
+from target_warehouse_raw.validate import RecordValidator, Violation
+
+NULL = "\\N"
+_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_JSON_TYPE = {ord('"'): "string", ord("{"): "object", ord("["): "array", ord("t"): "boolean",
+              ord("f"): "boolean", ord("n"): "null"}  # fmt: skip
+_FIRST_BYTES = {"string": b'"', "object": b"{", "array": b"[", "boolean": b"tf",
+                "null": b"n", "number": b"-0123456789"}  # fmt: skip
+_decode_any = msgspec.json.Decoder(float_hook=Decimal).decode
+_decode_str = msgspec.json.Decoder(str).decode
+INTEGER_KINDS = frozenset({"int2", "int4", "int8"})
+
+
+class ConversionError(ValueError):
+    """A value that cannot become the column's text form (named by the caller)."""
+
+
+def text(value: str) -> str:
+    """A string as one COPY text-format field (escaped only when needed)."""
+    if "\\" in value or not value.isprintable():
+        return value.translate(_ESCAPES)
+    return value
+
+
+def _raw_type(raw: bytes) -> str:
+    return _JSON_TYPE.get(raw[0], "number") if raw else "null"
+
+
+def _raw_text(raw: bytes) -> str:
+    """A JSON value as text: a string's own text, anything else its JSON text."""
+    if raw[0] == 0x22:  # '"'
+        return text(_decode_str(raw))
+    return json_text(raw)
+
+
+def json_text(raw: bytes) -> str:
+    """JSON text as a COPY field: backslashes doubled; tab/CR/LF can only be whitespace."""
+    value = raw.decode()
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\t" in value or "\r" in value or "\n" in value:
+        value = value.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    return value
+
+
+def _element(value: Any) -> str:
+    """One PostgreSQL array element, always double-quoted (NULL unquoted)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return _array_literal(value)
+    if isinstance(value, bool):
+        item = "true" if value else "false"
+    elif isinstance(value, (int, Decimal)):
+        item = str(value)
+    elif isinstance(value, str):
+        item = value
+    else:  # an object: its JSON text (jsonb[] elements)
+        item = msgspec.json.encode(value, decimal_format="number").decode()
+    return '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _array_literal(values: list) -> str:
+    return "{" + ",".join(_element(value) for value in values) + "}"
+
+
+def array_text(raw: bytes) -> str:
+    """A JSON array (nested for more dimensions) as a PostgreSQL array literal."""
+    if raw[0] != 0x5B:  # not '[': PostgreSQL's own text form, or a number
+        return _raw_text(raw)
+    return text(_array_literal(_decode_any(raw)))
+
+
+def bytea_base64(value: str) -> str:
+    """base64 text as bytea's hex input (`\\x...`, backslash escaped for COPY)."""
+    try:
+        data = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConversionError("is of type bytea and the value is not valid base64") from None
+    return "\\\\x" + data.hex()
+
+
+def _bytea_raw(raw: bytes) -> str:
+    if raw[0] != 0x22:
+        raise ConversionError(f"is of type bytea; a JSON {_raw_type(raw)} is not base64 text")
+    return bytea_base64(_decode_str(raw))
+
+
+def _boolean_raw(raw: bytes) -> str:
+    first = raw[0]
+    if first == 0x74:  # t
+        return "t"
+    if first == 0x66:  # f
+        return "f"
+    if first == 0x22:
+        return text(_decode_str(raw))
+    raise ConversionError(f"is of type boolean; a JSON {_raw_type(raw)} cannot be stored in it")
+
+
+# Raw converters by column kind (see types.Column.kind); null is handled before.
+_RAW: dict[str, Callable[[bytes], str]] = {
+    "json": json_text,
+    "array": array_text,
+    "bytea64": _bytea_raw,
+    "boolean": _boolean_raw,
+}
+
+
+def raw_converter(kind: str) -> Callable[[bytes], str]:
+    """How a column of this kind turns a JSON value's text into its COPY field."""
+    return _RAW.get(kind, _raw_text)
+
+
+def _field_type(column: Column) -> Any:
+    """The msgspec type a column's value is decoded as (validation included)."""
+    allowed = column.json_types
+    kind = column.kind
+    if allowed is None or kind in ("json", "array"):
+        return msgspec.Raw
+    nullable = "null" in allowed and not column.key
+    plain = allowed - {"null"}
+    if plain == {"string"}:
+        base: Any = str
+    elif plain == {"boolean"} and kind == "boolean":
+        base = bool
+    elif plain == {"number"} and kind in INTEGER_KINDS:
+        base = int
+    else:
+        return msgspec.Raw
+    return base | None if nullable else base
+
+
+class RowEncoder:
+    """One schema's record -> COPY line conversion (built once per SCHEMA)."""
+
+    def __init__(self, columns: Sequence[Column], params: dict[str, str]) -> None:
+        self.columns = list(columns)
+        self.validator = RecordValidator(columns)
+        data = [c for c in columns if not c.metadata]
+        self.has_metadata = len(data) != len(self.columns)
+        props = [c.prop for c in data]
+        if self.has_metadata and "_sdc_deleted_at" not in props:
+            props.append("_sdc_deleted_at")
+        types = [_field_type(c) for c in data] + [msgspec.Raw] * (len(props) - len(data))
+        rename = {f"f{i}": prop for i, prop in enumerate(props)}
+        required = {i for i, c in enumerate(data) if c.required}
+
+        def struct(kinds: list[Any]) -> msgspec.json.Decoder:
+            fields = [
+                (f"f{i}", kind) if i in required else (f"f{i}", kind, None)
+                for i, kind in enumerate(kinds)
+            ]
+            return msgspec.json.Decoder(
+                msgspec.defstruct("Record", fields, rename=rename, kw_only=True)
+            )
+
+        self._typed = struct(types).decode
+        self._raw = struct([msgspec.Raw] * len(props)).decode
+        self._format = self._build(data, types, params)
+        self._format_raw = self._build(data, [msgspec.Raw] * len(props), params)
+        self.fingerprint = hashlib.sha256(
+            "\x00".join(f"{c.name}\x01{c.sql_type}" for c in columns).encode()
+        ).hexdigest()[:12]
+
+    def _build(self, data: list[Column], types: list[Any], params: dict[str, str]) -> Callable:
+        """Generate `format(r, line, version, extracted, now) -> str` for this schema."""
+        names: dict[str, Any] = {"N": NULL, "text": text, "deleted": _raw_text}
+        body: list[str] = []
+        fields: list[str] = []
+        index = {c.prop: i for i, c in enumerate(data)}
+        for i, column in enumerate(data):
+            kind_type = types[i]
+            value = f"v{i}"
+            body.append(f"    {value} = r.f{i}")
+            if kind_type is msgspec.Raw:
+                names[f"c{i}"] = raw_converter(column.kind)
+                allowed = column.json_types
+                if column.key and allowed is not None:
+                    allowed = allowed - {"null"}
+                body.append(f"    if {value} is None:\n        s{i} = N\n    else:")
+                body.append(f"        b = bytes({value})")
+                if allowed is not None:
+                    names[f"a{i}"] = frozenset(b for name in allowed for b in _FIRST_BYTES[name])
+                    body.append(f"        if b[0] not in a{i}: raise KeyError({i})")
+                body.append(f"        s{i} = N if b == b'null' else c{i}(b)")
+                expr = f"s{i}"
+            else:
+                base = kind_type.__args__[0] if hasattr(kind_type, "__args__") else kind_type
+                if base is str:
+                    if column.kind == "bytea64":
+                        names[f"c{i}"] = bytea_base64
+                        convert = f"c{i}({value})"
+                    else:
+                        convert = f"text({value})"
+                elif base is bool:
+                    convert = f"('t' if {value} else 'f')"
+                else:
+                    convert = f"str({value})"
+                expr = f"(N if {value} is None else {convert})"
+            fields.append(expr)
+        deleted = index.get("_sdc_deleted_at", len(data))
+        for column in self.columns:
+            if not column.metadata:
+                continue
+            meta = {
+                "_sdc_extracted_at": "(N if extracted is None else text(extracted))",
+                "_sdc_received_at": "now",
+                "_sdc_batched_at": "now",
+                "_sdc_deleted_at": f"(N if r.f{deleted} is None or r.f{deleted} == b'null' "
+                f"else deleted(bytes(r.f{deleted})))",
+                "_sdc_sequence": f"str({int(params.get('sequence_base', '0'))} + line)",
+                "_sdc_table_version": "(N if version is None else str(version))",
+                "_sdc_sync_started_at": params.get("sync_started", "N"),
+            }[column.name]
+            fields.append(meta if not meta.isdigit() else repr(meta))
+        source = (
+            "def format(r, line, version, extracted, now):\n"
+            + "\n".join(body)
+            + "\n    return ('\\t'.join(("
+            + ", ".join(fields)
+            + ",)) + '\\n').encode()\n"
+        )
+        namespace: dict[str, Any] = dict(names)
+        exec(compile(source, "<row format>", "exec"), namespace)
+        return namespace["format"]
+
+    def encode(
+        self, raw: bytes, line: int, version: int | None, extracted: str | None, now: str
+    ) -> bytes:
+        """One record as one COPY line; raises Violation (naming the property) if it cannot."""
+        try:
+            return self._format(self._typed(raw), line, version, extracted, now)
+        except (msgspec.DecodeError, KeyError, ConversionError, UnicodeError):
+            pass  # the exact path says why, or converts what the typed decoder refused
+        self.validator.exact(raw)  # raises Violation with the exact problem
+        try:
+            record = self._raw(raw)
+        except msgspec.DecodeError as exc:
+            raise Violation(None, f"the record cannot be decoded ({exc})") from None
+        try:
+            return self._format_raw(record, line, version, extracted, now)
+        except (ConversionError, UnicodeError) as exc:
+            column = self._culprit(record)
+            if column is None:
+                raise Violation(None, f"a value cannot be converted ({exc})") from None
+            if isinstance(exc, UnicodeError):
+                problem = "text is not valid Unicode (a lone surrogate escape?)"
+            else:
+                problem = f'column "{column.name}" {exc}'
+            raise Violation(column.prop, problem) from None
+
+    def _culprit(self, record: Any) -> Column | None:
+        """The first property whose value cannot be converted (error path only)."""
+        for i, column in enumerate(c for c in self.columns if not c.metadata):
+            value = getattr(record, f"f{i}")
+            if value is None or value == b"null":
+                continue
+            try:
+                raw_converter(column.kind)(bytes(value)).encode()
+            except (ConversionError, UnicodeError):
+                return column
+        return None
+
+
+def batch_time() -> str:
+    """The time a batch is formed, for `_sdc_received_at` / `_sdc_batched_at`."""
+    return dt.datetime.now(dt.timezone.utc).isoformat()
