@@ -29,6 +29,36 @@ def without_blanks(config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if not is_blank(value)}
 
 
+def nest_dotted_keys(value: object) -> object:
+    """`{"refills.host": "db1"}` -> `{"refills": {"host": "db1"}}`; other values unchanged.
+
+    Meltano hands a plugin *command* its config only as environment variables, and exports an
+    object setting whose nested settings are declared (`check_sources.refills.host`) as one
+    JSON object with dotted keys. Nesting them again gives the shape the settings declare.
+    """
+    if not isinstance(value, Mapping):
+        return value
+    nested: dict[str, Any] = {}
+    for key, item in value.items():
+        head, dot, rest = str(key).partition(".")
+        if not dot:
+            if isinstance(nested.get(head), dict) and isinstance(item, Mapping):
+                nested[head].update(item)
+            else:
+                nested[head] = nest_dotted_keys(item)
+            continue
+        branch = nested.setdefault(head, {})
+        if isinstance(branch, dict):
+            deeper = nest_dotted_keys({rest: item})
+            assert isinstance(deeper, dict)
+            for deep_key, deep_value in deeper.items():
+                if isinstance(branch.get(deep_key), dict) and isinstance(deep_value, dict):
+                    branch[deep_key].update(deep_value)
+                else:
+                    branch[deep_key] = deep_value
+    return nested
+
+
 def drop_blank_environment(prefix: str, environ: MutableMapping[str, str] | None = None) -> None:
     """Remove empty `<PREFIX>*` variables: an empty variable means "unset", not "".
 

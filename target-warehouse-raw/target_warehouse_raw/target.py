@@ -12,7 +12,13 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.sinks import BatchSink
 
-from target_warehouse_raw.config import ConfigError, drop_blank_environment, parse_config
+from target_warehouse_raw.config import (
+    ConfigError,
+    drop_blank_environment,
+    is_blank,
+    nest_dotted_keys,
+    parse_config,
+)
 from target_warehouse_raw.db import WarehouseUnreachableError
 from target_warehouse_raw.errors import InterruptedError_, LoadError
 from target_warehouse_raw.message_reader import WarehouseRawReader
@@ -29,6 +35,18 @@ _SOURCE = th.ObjectType(
     th.Property("table", th.StringType, description="Table (default <name>_production)."),
     additional_properties=False,
 )
+
+
+def _without_blank_fields(sources: object) -> object:
+    """Drop null/empty fields of each check source, so they validate and take defaults."""
+    if not isinstance(sources, dict):
+        return sources
+    return {
+        name: {k: v for k, v in fields.items() if not is_blank(v)}
+        if isinstance(fields, dict)
+        else fields
+        for name, fields in sources.items()
+    }
 
 
 class WarehouseRawSink(BatchSink):
@@ -121,6 +139,10 @@ class TargetWarehouseRaw(Target):
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Blank values (null, "") mean "use the default", so drop them before validating."""
         config = {k: v for k, v in self._config.items() if v is not None and v != ""}
+        if "check_sources" in config:
+            config["check_sources"] = _without_blank_fields(
+                nest_dotted_keys(config["check_sources"])
+            )
         # The SDK reads number settings from the environment as strings: convert them.
         for key, schema in self.config_jsonschema["properties"].items():
             if isinstance(config.get(key), str) and "number" in str(schema.get("type")):

@@ -138,3 +138,15 @@ def test_nul_detection_respects_escaped_backslashes():
     assert not has_nul(b'{"a":"x\\\\u0000"}')  # literal backslash, then u0000
     assert has_nul(b'{"a":"x\\\\\\u0000"}')
     assert strip_nul(b'{"a":"x\\u0000y","b":"\\\\u0000"}') == b'{"a":"xy","b":"\\\\u0000"}'
+
+
+def test_check_sources_with_dotted_keys_are_nested_again():
+    """Meltano exports `check_sources` to plugin commands as one object with dotted keys."""
+    from target_warehouse_raw.config import nest_dotted_keys
+
+    exported = {"refills.host": "db1", "refills.port": 5433, "bodies.host": None}
+    assert nest_dotted_keys(exported) == {
+        "refills": {"host": "db1", "port": 5433},
+        "bodies": {"host": None},
+    }
+    assert nest_dotted_keys({"springs": {"table": "t"}}) == {"springs": {"table": "t"}}
