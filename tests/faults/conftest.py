@@ -20,7 +20,7 @@ import pytest
 # The suite's helper module lives beside this file; pytest runs with --import-mode=importlib.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from faultkit import FIGURES, SECRET, Db, FaultWarehouse
+from faultkit import FIGURES, GOOD_RUN_STATE_ID, SECRET, Db, FaultWarehouse
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -215,9 +215,6 @@ def good_run_template(pg_server, fault_meltano_sys_dir, tmp_path_factory):
     finally:
         for name in names.values():
             _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-GOOD_RUN_STATE_ID = "dev:tap-manufacturing-to-target-warehouse-raw"
 
 
 @pytest.fixture

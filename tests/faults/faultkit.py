@@ -28,6 +28,7 @@ import psycopg2
 import pytest
 
 FAULTS_DIR = Path(__file__).parent
+GOOD_RUN_STATE_ID = "dev:tap-manufacturing-to-target-warehouse-raw"  # Meltano's state id of the job
 GATE_KEY = 770_077  # advisory lock key of the gate (session level, test connection)
 SECRET = "Fault-Pw-" + uuid.uuid4().hex[:12]  # a password that must never be printed
 

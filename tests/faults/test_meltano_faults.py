@@ -26,9 +26,9 @@ import time
 
 import psycopg2
 import pytest
-from conftest import GOOD_RUN_STATE_ID
 from e2e_helpers import assert_warehouse_equals_sources
 from faultkit import (
+    GOOD_RUN_STATE_ID,
     Db,
     Gate,
     HistoryRowLock,
