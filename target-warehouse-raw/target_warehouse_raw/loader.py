@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import re
+import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -119,6 +120,11 @@ class StreamLoader:
         self._encoder: RowEncoder | None = None
         self.table_types: dict[str, str] = {}  # live column types that differ from the schema
         self._worker: BatchWorker | None = None
+        # Closes the race between a signal and a COMMIT the worker is about to send: the
+        # worker checks `_aborting` and commits while holding the gate, so once abort has set
+        # it, no COMMIT starts (see _commit_now and abort).
+        self._commit_gate = threading.Lock()
+        self._aborting = False
         # batch buffer
         self.batch = Batch()
         # progress
@@ -575,7 +581,10 @@ class StreamLoader:
             )
         set_phase(self.cursor, self.stream, "commit")
         started = time.perf_counter()
-        self.conn.commit()
+        with self._commit_gate:
+            if self._aborting:
+                raise LoadError("load aborted before its commit", stream=self.stream)
+            self.conn.commit()
         logger.debug("Stream '%s': commit %.3f s", self.stream, time.perf_counter() - started)
         self.committed_line = last_line
 
@@ -714,7 +723,15 @@ class StreamLoader:
         self.finished = time.monotonic()
 
     def abort(self) -> None:
-        """Stop the worker, roll back whatever is open and close the connection."""
+        """Stop the worker, roll back whatever is open and close the connection.
+
+        A COMMIT that has not started yet never starts; one already under way either finishes
+        (the table is complete and new) or is cancelled (the table is complete and old).
+        """
+        self._aborting = True
+        gate_taken = self._commit_gate.acquire(timeout=0.5)
+        if gate_taken:
+            self._commit_gate.release()
         with contextlib.suppress(psycopg2.Error):
             self.conn.cancel()
         if self._worker is not None:
