@@ -68,7 +68,24 @@ class ManufacturingStream(SQLStream):
         super().__init__(tap=tap, catalog_entry=catalog_entry, connector=connector)
         self.source = connector.source
         self.settings = tap.settings
+        self._schema_pending = False
         self._resolve_replication()
+
+    @override
+    def _write_schema_message(self) -> None:
+        """Hold the SCHEMA back until the source has answered the read query.
+
+        A target may take "SCHEMA, then end of input" for an empty stream and replace its
+        table with an empty one. If the source fails before the first rows arrive (lock wait
+        cut short, connection dropped), no SCHEMA has gone out, so no target can mistake the
+        failed read for an empty table. `_release_schema` writes it.
+        """
+        self._schema_pending = True
+
+    def _release_schema(self) -> None:
+        if self._schema_pending:
+            self._schema_pending = False
+            super()._write_schema_message()
 
     def _resolve_replication(self) -> None:
         """Replication method and key: the catalog's choice first, then the source's config.
@@ -237,6 +254,7 @@ class ManufacturingStream(SQLStream):
                 connection.commit()
             except psycopg2.Error as exc:
                 raise describe_error(self.source, exc, action) from None
+        self._release_schema()  # an empty table: the read succeeded with no rows
         if full_table:
             self._write_activate_version()
         self._log_progress(rows, started, final=True)
@@ -244,6 +262,7 @@ class ManufacturingStream(SQLStream):
     def _read_slow(self, cursor: psycopg2.extensions.cursor) -> Iterable[Record]:
         """Decoded rows for the SDK's per-record path (maps, flattening, dry runs)."""
         for batch in prefetched(cursor, self.settings.fetch_size):
+            self._release_schema()
             for row in batch:
                 yield DECODER.decode(row[0])
 
@@ -260,6 +279,7 @@ class ManufacturingStream(SQLStream):
         since_state = 0
         next_log = started + self.settings.progress_interval
         for batch in prefetched(cursor, fetch):
+            self._release_schema()
             extracted = datetime.datetime.now(datetime.timezone.utc).isoformat()
             suffix = version + b',"time_extracted":"' + extracted.encode() + b'"}\n'
             body = (suffix + prefix).join([row[0] for row in batch])

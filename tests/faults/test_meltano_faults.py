@@ -193,16 +193,6 @@ def test_signal_to_a_meltano_run_at_each_phase(good_pipeline, sig, phase):
     check_converges(pipeline, meltano_killed=sig == signal.SIGKILL)
 
 
-SOURCE_GONE_BUG = (
-    "product bug: the tap fails after the SCHEMA of refills and before any record (its source "
-    "connection terminated); Meltano closes the target's input and the target takes the end "
-    "of input as the end of refills: it commits refills EMPTY (0 rows, history 'replaced') "
-    "instead of keeping the old content. A stream with a SCHEMA but no ACTIVATE_VERSION at "
-    "the end of an input whose other streams end with one is a cut-off stream, not an empty one"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SOURCE_GONE_BUG)
 def test_source_connection_terminated_mid_read(good_pipeline):
     pipeline = good_pipeline
     db = warehouse_db(pipeline)
