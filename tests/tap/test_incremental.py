@@ -124,7 +124,12 @@ def test_resume_after_connection_dropped_mid_read(factory, run_tap, tmp_path):
             "AND datname = current_database()"
         )
     killer.close()
-    rest, stderr = process.communicate(timeout=60)
+    # Read on through the same buffered reader: communicate() would read the pipe's file
+    # descriptor directly and skip what the line iterator has already buffered.
+    rest = process.stdout.read()
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    process.wait(timeout=60)
     assert process.returncode != 0
     interrupted = TapRun(process.returncode, (b"".join(lines) + rest).decode(), stderr.decode())
     error_lines = [x for x in interrupted.stderr.splitlines() if "ERROR" in x]
