@@ -7,7 +7,6 @@ import re
 
 import pytest
 from e2e_helpers import (
-    CHECK_NEEDS_TARGET_FIX,
     Pipeline,
     assert_warehouse_equals_sources,
     clean_environment,
@@ -65,7 +64,6 @@ def test_the_job_runs_and_the_schedule_is_listed(pipeline: Pipeline):
     assert daily["job"]["tasks"] == ["tap-manufacturing target-warehouse-raw"]
 
 
-@CHECK_NEEDS_TARGET_FIX
 def test_check_passes_after_a_load_and_fails_after_a_source_changes(pipeline: Pipeline):
     pipeline.meltano(*MAIN_JOB)
     good = pipeline.meltano("invoke", "target-warehouse-raw:check", check=False)
