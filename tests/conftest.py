@@ -96,3 +96,14 @@ def make_database(pg_server: ServerAddress) -> Iterator[Callable[[str], str]]:
     yield create
     for name in created:
         _admin_execute(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def meltano_sys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Meltano system folder with both plugins installed (`meltano install`, once per
+    session, shared by the end-to-end and the fault tests)."""
+    from e2e_helpers import install_plugins
+
+    sys_dir = tmp_path_factory.mktemp("meltano-sys") / ".meltano"
+    install_plugins(sys_dir)
+    return sys_dir

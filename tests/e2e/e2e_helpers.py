@@ -6,7 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg2
@@ -165,3 +166,57 @@ def warehouse_rows(pipeline: Pipeline, query: str) -> list[tuple]:
             return cursor.fetchall()
     finally:
         connection.close()
+
+
+def install_plugins(sys_dir: Path) -> None:
+    """`meltano install` of both plugins into a Meltano system folder of its own."""
+    env = clean_environment()
+    env["MELTANO_SYS_DIR_ROOT"] = str(sys_dir)
+    env["MELTANO_DATABASE_URI"] = f"sqlite:///{sys_dir.parent / 'install.db'}"
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    env["UV_COMPILE_BYTECODE"] = "1"  # plugin processes start several times faster
+    result = subprocess.run(
+        [meltano_executable(), "install"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"meltano install failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+
+
+def new_pipeline(
+    server: ServerAddress,
+    make_database: Callable[[str], str],
+    meltano_sys_dir: Path,
+    tmp_path: Path,
+) -> Pipeline:
+    """Fresh sources with demo data, an empty warehouse and an isolated Meltano state."""
+    base = demo_data.endpoints_on_server(server.host, server.port, server.user)
+    sources = {
+        name: replace(base[name], database=make_database(name)) for name in demo_data.SOURCES
+    }
+    warehouse = replace(base["warehouse"], database=make_database("warehouse"))
+    demo_data.generate_demo({**sources, "warehouse": warehouse}, DEMO_ROWS)
+    env = clean_environment()
+    env.update(
+        MELTANO_SYS_DIR_ROOT=str(meltano_sys_dir),
+        MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
+        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+        WAREHOUSE_HOST=server.host,
+        WAREHOUSE_PORT=str(server.port),
+        WAREHOUSE_DB=warehouse.database,
+        WAREHOUSE_USER=server.user,
+        WAREHOUSE_SCHEMA="raw",
+    )
+    for name, endpoint in sources.items():
+        prefix = name.upper()
+        env[f"{prefix}_HOST"] = endpoint.host
+        env[f"{prefix}_PORT"] = str(endpoint.port)
+        env[f"{prefix}_DB"] = endpoint.database
+        env[f"{prefix}_USER"] = endpoint.user
+    return Pipeline(server, sources, warehouse, env, meltano_sys_dir)

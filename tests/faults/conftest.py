@@ -83,58 +83,12 @@ def secret_role(pg_server) -> Iterator[tuple[str, str]]:
 # --- the real meltano on fresh sources ---------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def fault_meltano_sys_dir(tmp_path_factory) -> Path:
-    """A Meltano system folder with both plugins installed (once per session)."""
-    from e2e_helpers import PROJECT_ROOT, clean_environment, meltano_executable
-
-    sys_dir = tmp_path_factory.mktemp("fault-meltano-sys") / ".meltano"
-    env = clean_environment()
-    env["MELTANO_SYS_DIR_ROOT"] = str(sys_dir)
-    env["MELTANO_DATABASE_URI"] = f"sqlite:///{sys_dir.parent / 'install.db'}"
-    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-    env["UV_COMPILE_BYTECODE"] = "1"  # plugin processes start several times faster
-    done = subprocess.run(
-        [meltano_executable(), "install"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
-        stdin=subprocess.DEVNULL, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        pytest.fail(f"meltano install failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
-    return sys_dir
-
-
 @pytest.fixture
-def fault_pipeline(pg_server, make_database, fault_meltano_sys_dir, tmp_path):
+def fault_pipeline(pg_server, make_database, meltano_sys_dir, tmp_path):
     """Fresh demo sources, an empty warehouse and an isolated Meltano state database."""
-    from e2e_helpers import DEMO_ROWS, Pipeline, clean_environment
+    from e2e_helpers import new_pipeline
 
-    from pen_factory import demo_data
-
-    base = demo_data.endpoints_on_server(pg_server.host, pg_server.port, pg_server.user)
-    sources = {
-        name: replace(base[name], database=make_database(name)) for name in demo_data.SOURCES
-    }
-    warehouse = replace(base["warehouse"], database=make_database("warehouse"))
-    demo_data.generate_demo({**sources, "warehouse": warehouse}, DEMO_ROWS)
-    env = clean_environment()
-    env.update(
-        MELTANO_SYS_DIR_ROOT=str(fault_meltano_sys_dir),
-        MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
-        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
-        WAREHOUSE_HOST=pg_server.host,
-        WAREHOUSE_PORT=str(pg_server.port),
-        WAREHOUSE_DB=warehouse.database,
-        WAREHOUSE_USER=pg_server.user,
-        WAREHOUSE_SCHEMA="raw",
-    )
-    for name, endpoint in sources.items():
-        prefix = name.upper()
-        env[f"{prefix}_HOST"] = endpoint.host
-        env[f"{prefix}_PORT"] = str(endpoint.port)
-        env[f"{prefix}_DB"] = endpoint.database
-        env[f"{prefix}_USER"] = endpoint.user
-    pipeline = Pipeline(pg_server, sources, warehouse, env, fault_meltano_sys_dir)
+    pipeline = new_pipeline(pg_server, make_database, meltano_sys_dir, tmp_path)
     started: list[subprocess.Popen] = []
     pipeline.started = started  # background meltano processes, killed (as a group) at the end
     yield pipeline
@@ -183,7 +137,7 @@ def _pipeline_environment(pg_server, sources: dict, warehouse, sys_dir: Path,
 
 
 @pytest.fixture(scope="module")
-def good_run_template(pg_server, fault_meltano_sys_dir, tmp_path_factory):
+def good_run_template(pg_server, meltano_sys_dir, tmp_path_factory):
     """Demo sources, a warehouse after one good `meltano run` and that run's Meltano database
     with its state cleared (so any bookmark found later was written by the run under test).
 
@@ -208,8 +162,8 @@ def good_run_template(pg_server, fault_meltano_sys_dir, tmp_path_factory):
         meltano_db = folder / "meltano.db"
         sources = {key: endpoints[key] for key in demo_data.SOURCES}
         env = _pipeline_environment(pg_server, sources, endpoints["warehouse"],
-                                    fault_meltano_sys_dir, meltano_db)  # fmt: skip
-        pipeline = Pipeline(pg_server, sources, endpoints["warehouse"], env, fault_meltano_sys_dir)
+                                    meltano_sys_dir, meltano_db)  # fmt: skip
+        pipeline = Pipeline(pg_server, sources, endpoints["warehouse"], env, meltano_sys_dir)
         pipeline.meltano("run", "tap-manufacturing", "target-warehouse-raw")
         pipeline.meltano("state", "clear", "--force", GOOD_RUN_STATE_ID)
         yield names, meltano_db
@@ -219,7 +173,7 @@ def good_run_template(pg_server, fault_meltano_sys_dir, tmp_path_factory):
 
 
 @pytest.fixture
-def good_pipeline(pg_server, good_run_template, fault_meltano_sys_dir, tmp_path):
+def good_pipeline(pg_server, good_run_template, meltano_sys_dir, tmp_path):
     """A copy of `good_run_template` for one test: same content, own databases and state."""
     from e2e_helpers import Pipeline
 
@@ -236,8 +190,8 @@ def good_pipeline(pg_server, good_run_template, fault_meltano_sys_dir, tmp_path)
     endpoints = {key: replace(base[key], database=name) for key, name in clones.items()}
     sources = {key: endpoints[key] for key in demo_data.SOURCES}
     env = _pipeline_environment(pg_server, sources, endpoints["warehouse"],
-                                fault_meltano_sys_dir, meltano_db)  # fmt: skip
-    pipeline = Pipeline(pg_server, sources, endpoints["warehouse"], env, fault_meltano_sys_dir)
+                                meltano_sys_dir, meltano_db)  # fmt: skip
+    pipeline = Pipeline(pg_server, sources, endpoints["warehouse"], env, meltano_sys_dir)
     started: list[subprocess.Popen] = []
     pipeline.started = started
     try:
