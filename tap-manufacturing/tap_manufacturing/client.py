@@ -11,7 +11,7 @@ from typing import Any
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
-from singer_sdk import SQLConnector
+from singer_sdk.sql import SQLConnector
 
 from tap_manufacturing.config import SourceSettings
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg2
 import psycopg2.extensions
-from singer_sdk import SQLStream
-from singer_sdk.helpers._typing import TypeConformanceLevel
+from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import ActivateVersionMessage
+from singer_sdk.sql import SQLStream
 
 from tap_manufacturing.client import (
     ManufacturingConnector,

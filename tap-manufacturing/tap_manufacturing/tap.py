@@ -9,10 +9,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
-from singer_sdk import SQLTap, Stream
+from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities
+from singer_sdk.sql import SQLTap
 
 from tap_manufacturing.client import ManufacturingConnector, SourceError, connect
 from tap_manufacturing.config import (
