@@ -38,6 +38,7 @@ _FIRST_BYTES = {"string": b'"', "object": b"{", "array": b"[", "boolean": b"tf",
 _decode_any = msgspec.json.Decoder(float_hook=Decimal).decode
 _decode_str = msgspec.json.Decoder(str).decode
 INTEGER_KINDS = frozenset({"int2", "int4", "int8"})
+_NUMBER_START = frozenset(b"-0123456789")
 
 
 class ConversionError(ValueError):
@@ -57,8 +58,11 @@ def _raw_type(raw: bytes) -> str:
 
 def _raw_text(raw: bytes) -> str:
     """A JSON value as text: a string's own text, anything else its JSON text."""
-    if raw[0] == 0x22:  # '"'
+    first = raw[0]
+    if first == 0x22:  # '"'
         return text(_decode_str(raw))
+    if first in _NUMBER_START:  # a JSON number: ASCII digits, sign, '.', 'e'; nothing to escape
+        return raw.decode("ascii")
     return json_text(raw)
 
 
@@ -193,7 +197,7 @@ class RowEncoder:
 
     def _build(self, data: list[Column], types: list[Any], params: dict[str, str]) -> Callable:
         """Generate `format(r, line, version, extracted, now) -> str` for this schema."""
-        names: dict[str, Any] = {"N": NULL, "text": text, "deleted": _raw_text}
+        names: dict[str, Any] = {"N": NULL, "E": _ESCAPES, "text": text, "deleted": _raw_text}
         body: list[str] = []
         fields: list[str] = []
         index = {c.prop: i for i, c in enumerate(data)}
@@ -219,8 +223,11 @@ class RowEncoder:
                     if column.kind == "bytea64":
                         names[f"c{i}"] = bytea_base64
                         convert = f"c{i}({value})"
-                    else:
-                        convert = f"text({value})"
+                    else:  # text(), inlined: this runs for most values of most records
+                        convert = (
+                            f"({value} if {value}.isprintable() and '\\\\' not in {value} "
+                            f"else {value}.translate(E))"
+                        )
                 elif base is bool:
                     convert = f"('t' if {value} else 'f')"
                 else:
