@@ -202,10 +202,22 @@ def new_pipeline(
     }
     warehouse = replace(base["warehouse"], database=make_database("warehouse"))
     demo_data.generate_demo({**sources, "warehouse": warehouse}, DEMO_ROWS)
+    env = pipeline_environment(server, sources, warehouse, meltano_sys_dir, tmp_path / "meltano.db")
+    return Pipeline(server, sources, warehouse, env, meltano_sys_dir)
+
+
+def pipeline_environment(
+    server: ServerAddress,
+    sources: dict[str, demo_data.Endpoint],
+    warehouse: demo_data.Endpoint,
+    meltano_sys_dir: Path,
+    meltano_db: Path,
+) -> dict[str, str]:
+    """The variables a user would set: every source and the warehouse, plus Meltano's own."""
     env = clean_environment()
     env.update(
         MELTANO_SYS_DIR_ROOT=str(meltano_sys_dir),
-        MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
+        MELTANO_DATABASE_URI=f"sqlite:///{meltano_db}",
         MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
         WAREHOUSE_HOST=server.host,
         WAREHOUSE_PORT=str(server.port),
@@ -219,4 +231,4 @@ def new_pipeline(
         env[f"{prefix}_PORT"] = str(endpoint.port)
         env[f"{prefix}_DB"] = endpoint.database
         env[f"{prefix}_USER"] = endpoint.user
-    return Pipeline(server, sources, warehouse, env, meltano_sys_dir)
+    return env

@@ -20,6 +20,7 @@ import pytest
 # The suite's helper module lives beside this file; pytest runs with --import-mode=importlib.
 sys.path.insert(0, str(Path(__file__).parent))
 
+from e2e_helpers import pipeline_environment
 from faultkit import FIGURES, GOOD_RUN_STATE_ID, SECRET, Db, FaultWarehouse
 
 
@@ -112,30 +113,6 @@ def _admin(pg_server, statement: str) -> None:
         conn.close()
 
 
-def _pipeline_environment(pg_server, sources: dict, warehouse, sys_dir: Path,
-                          meltano_db: Path) -> dict[str, str]:  # fmt: skip
-    from e2e_helpers import clean_environment
-
-    env = clean_environment()
-    env.update(
-        MELTANO_SYS_DIR_ROOT=str(sys_dir),
-        MELTANO_DATABASE_URI=f"sqlite:///{meltano_db}",
-        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
-        WAREHOUSE_HOST=pg_server.host,
-        WAREHOUSE_PORT=str(pg_server.port),
-        WAREHOUSE_DB=warehouse.database,
-        WAREHOUSE_USER=pg_server.user,
-        WAREHOUSE_SCHEMA="raw",
-    )
-    for name, endpoint in sources.items():
-        prefix = name.upper()
-        env[f"{prefix}_HOST"] = endpoint.host
-        env[f"{prefix}_PORT"] = str(endpoint.port)
-        env[f"{prefix}_DB"] = endpoint.database
-        env[f"{prefix}_USER"] = endpoint.user
-    return env
-
-
 @pytest.fixture(scope="module")
 def good_run_template(pg_server, meltano_sys_dir, tmp_path_factory):
     """Demo sources, a warehouse after one good `meltano run` and that run's Meltano database
@@ -161,7 +138,7 @@ def good_run_template(pg_server, meltano_sys_dir, tmp_path_factory):
         folder = tmp_path_factory.mktemp("good-run")
         meltano_db = folder / "meltano.db"
         sources = {key: endpoints[key] for key in demo_data.SOURCES}
-        env = _pipeline_environment(pg_server, sources, endpoints["warehouse"],
+        env = pipeline_environment(pg_server, sources, endpoints["warehouse"],
                                     meltano_sys_dir, meltano_db)  # fmt: skip
         pipeline = Pipeline(pg_server, sources, endpoints["warehouse"], env, meltano_sys_dir)
         pipeline.meltano("run", "tap-manufacturing", "target-warehouse-raw")
@@ -189,7 +166,7 @@ def good_pipeline(pg_server, good_run_template, meltano_sys_dir, tmp_path):
     shutil.copyfile(template_db, meltano_db)
     endpoints = {key: replace(base[key], database=name) for key, name in clones.items()}
     sources = {key: endpoints[key] for key in demo_data.SOURCES}
-    env = _pipeline_environment(pg_server, sources, endpoints["warehouse"],
+    env = pipeline_environment(pg_server, sources, endpoints["warehouse"],
                                 meltano_sys_dir, meltano_db)  # fmt: skip
     pipeline = Pipeline(pg_server, sources, endpoints["warehouse"], env, meltano_sys_dir)
     started: list[subprocess.Popen] = []
