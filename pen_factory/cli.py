@@ -121,12 +121,6 @@ def meltano_executable() -> str:
     return found
 
 
-INSTALL_ENV = {"UV_COMPILE_BYTECODE": "1"}
-"""For `meltano install`: uv writes .pyc files when it builds the plugin virtualenvs, so each
-plugin process (Meltano starts the tap twice per run: discovery, then the sync) starts in
-about half a second instead of two and a half."""
-
-
 def plugins_installed(project_dir: Path) -> bool:
     """True when Meltano has built the virtualenvs of both plugins."""
     return all((project_dir / ".meltano" / kind / name / "venv").is_dir() for kind, name in PLUGINS)
@@ -171,7 +165,7 @@ def command_demo(args: argparse.Namespace) -> int:
         meltano = meltano_executable()
         if not plugins_installed(project_dir):
             _step("Installing the Meltano plugins (first run only)")
-            _run([meltano, "install"], project_dir, {**env, **INSTALL_ENV}, "meltano install")
+            _run([meltano, "install"], project_dir, env, "meltano install")
         _step("Running: meltano run tap-manufacturing target-warehouse-raw")
         _run(
             [meltano, "run", "tap-manufacturing", "target-warehouse-raw"],

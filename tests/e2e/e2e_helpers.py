@@ -174,7 +174,6 @@ def install_plugins(sys_dir: Path) -> None:
     env["MELTANO_SYS_DIR_ROOT"] = str(sys_dir)
     env["MELTANO_DATABASE_URI"] = f"sqlite:///{sys_dir.parent / 'install.db'}"
     env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-    env["UV_COMPILE_BYTECODE"] = "1"  # plugin processes start several times faster
     result = subprocess.run(
         [meltano_executable(), "install"],
         cwd=PROJECT_ROOT,

@@ -155,3 +155,12 @@ def test_incremental_mode_reads_only_changed_rows_and_upserts_them(pipeline: Pip
     # Only the 30 changed and 5 new rows, not all 305; plus the row(s) at the old bookmark,
     # which the tap re-reads (key >= bookmark) so that rows sharing that value are never lost.
     assert 35 <= int(read.group(1)) <= 40
+
+
+def test_plugin_virtualenvs_are_byte_compiled_at_install(meltano_sys_dir):
+    # meltano.yml asks uv for .pyc files at install time: without them every plugin process
+    # (three per run) compiles the SDK again wherever PYTHONDONTWRITEBYTECODE is set.
+    for kind, name in (("extractors", "tap-manufacturing"), ("loaders", "target-warehouse-raw")):
+        packages = meltano_sys_dir / kind / name / "venv" / "lib"
+        compiled = list(packages.glob("python3*/site-packages/singer_sdk/__pycache__/*.pyc"))
+        assert compiled, f"{name}: no .pyc files in its virtualenv's singer_sdk"
