@@ -269,3 +269,30 @@ def test_copy_text_escaping_and_array_literals_round_trip(warehouse, run_target)
         assert (t, tags, doc) == (value, [value, None, "x,y", "{a}"], {"k": value}), i
         assert grid == "{{1.1,NULL},{-2,300.0}}"  # the JSON text carries 1.1 and 300.0
     assert got[-1] == (99, None, [], None, None)
+
+
+def test_records_without_json_escapes_land_exactly_too(warehouse, run_target):
+    # A record whose JSON holds no backslash takes the formatter's unescaped variant: raw
+    # UTF-8 text, JSON whitespace (a tab, a carriage return) inside a jsonb value, numbers, NULLs.
+    props = {
+        "id": {"type": "integer"},
+        "t": {"type": ["string", "null"]},
+        "n": {"type": ["number", "string", "null"], "x-sql-datatype": "numeric"},
+        "tags": {"type": ["array", "null"], "x-sql-datatype": "text[]"},
+        "doc": {"type": ["object", "null"], "x-sql-datatype": "jsonb"},
+    }
+    lines = [
+        '{"type":"RECORD","stream":"plain","record":{"id":1,"t":"ünï😀 ok","n":-12.50,'
+        '"tags":["a b","ç"],"doc":{"k":\t"v", "x":[1,\r2]}}}',
+        '{"type":"RECORD","stream":"plain","record":{"id":2,"t":null,"n":"NaN","tags":[],'
+        '"doc":null}}',
+        '{"type":"RECORD","stream":"plain","record":{"id":3,"n":1e3}}',
+    ]
+    text = singer(schema_message("plain", props, ["id"]), *lines)
+    assert run_target(text).returncode == 0
+    got = warehouse.query("SELECT id, t, n::text, tags, doc FROM raw.plain ORDER BY id")
+    assert got == [
+        (1, "ünï😀 ok", "-12.50", ["a b", "ç"], {"k": "v", "x": [1, 2]}),
+        (2, None, "NaN", [], None),
+        (3, None, "1000", None, None),
+    ]
