@@ -6,7 +6,10 @@ round so that a noisy shared machine hurts all methods alike, times:
   (a) copy     the physical limit: `psql \\copy (SELECT ...) TO STDOUT | psql \\copy ... FROM
                STDIN`, one table after the other;
   (b) pipe     `tap-manufacturing --config tap.json | target-warehouse-raw --config target.json`;
-  (c) meltano  `meltano run tap-manufacturing target-warehouse-raw`.
+  (c) meltano  `meltano run tap-manufacturing target-warehouse-raw`;
+  and the same two with BATCH mode on (the tap's `batch_config`, PIPELINE_BATCH_DIR under
+  Meltano): (b') pipe+batch and (c') meltano+batch, where records travel in files and only a
+  BATCH message per 10,000 records goes through the pipe (and through Meltano's relay).
 
 It prints the median wall seconds, rows/s, the ratios b/a and c/a, and the peak RSS of the tap
 and of the target (measured per process with wait4), and it checks after every run that every
@@ -205,11 +208,21 @@ def _executable(name: str) -> str:
     return str(local) if local.exists() else (shutil.which(name) or name)
 
 
-def run_pipe(server: ServerAddress, workdir: Path) -> tuple[float, int, int]:
+def _batch_config(workdir: Path) -> dict:
+    return {
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "storage": {"root": (workdir / "batches").as_uri()},
+    }
+
+
+def run_pipe(server: ServerAddress, workdir: Path, *, batch: bool) -> tuple[float, int, int]:
     """(b) tap | target, piped directly; returns wall seconds and each process's peak RSS."""
     tap_config = workdir / "tap.json"
     target_config = workdir / "target.json"
-    tap_config.write_text(json.dumps(_tap_config(server)))
+    config = _tap_config(server)
+    if batch:
+        config["batch_config"] = _batch_config(workdir)
+    tap_config.write_text(json.dumps(config))
     target_config.write_text(json.dumps(_target_config(server, PIPE_SCHEMA)))
     started = time.perf_counter()
     tap = subprocess.Popen(
@@ -234,8 +247,11 @@ def run_pipe(server: ServerAddress, workdir: Path) -> tuple[float, int, int]:
     return elapsed, tap_usage.ru_maxrss, target_usage.ru_maxrss
 
 
-def _meltano_env(server: ServerAddress, workdir: Path) -> dict[str, str]:
+def _meltano_env(server: ServerAddress, workdir: Path, *, batch: bool = False) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("PIPELINE_BATCH_DIR", None)
+    if batch:
+        env["PIPELINE_BATCH_DIR"] = str(workdir / "batches")
     for source in SOURCES:
         prefix = source.upper()
         env.update(
@@ -260,9 +276,9 @@ def _meltano_env(server: ServerAddress, workdir: Path) -> dict[str, str]:
     return env
 
 
-def run_meltano(server: ServerAddress, workdir: Path) -> float:
+def run_meltano(server: ServerAddress, workdir: Path, *, batch: bool) -> float:
     """(c) `meltano run tap-manufacturing target-warehouse-raw` (discovery included)."""
-    env = _meltano_env(server, workdir)
+    env = _meltano_env(server, workdir, batch=batch)
     started = time.perf_counter()
     result = subprocess.run(
         [_executable("meltano"), "run", "tap-manufacturing", "target-warehouse-raw"],
@@ -341,7 +357,7 @@ def report(rows: int, results: dict[str, Measurement]) -> str:
     lines = [
         f"rows per table: {rows:,}   tables: {len(SOURCES)}   rounds: "
         f"{len(results['copy'].seconds)}",
-        f"{'method':<10} {'median s':>9} {'rows/s':>10} {'ratio':>6} {'tap MiB':>8} "
+        f"{'method':<14} {'median s':>9} {'rows/s':>10} {'ratio':>6} {'tap MiB':>8} "
         f"{'target MiB':>10}  runs (s)",
     ]
     for name, measurement in results.items():
@@ -350,10 +366,32 @@ def report(rows: int, results: dict[str, Measurement]) -> str:
         median = statistics.median(measurement.seconds)
         runs = " ".join(f"{value:.2f}" for value in measurement.seconds)
         lines.append(
-            f"{name:<10} {median:>9.2f} {total_rows / median:>10,.0f} {median / baseline:>6.2f} "
+            f"{name:<14} {median:>9.2f} {total_rows / median:>10,.0f} {median / baseline:>6.2f} "
             f"{_mib(measurement.tap_rss_kib):>8} {_mib(measurement.target_rss_kib):>10}  {runs}"
         )
     return "\n".join(lines)
+
+
+def run_method(
+    name: str, measurement: Measurement, server: ServerAddress, workdir: Path, rows: int
+) -> None:
+    """One timed run of one method from a settled server, then the check that all landed."""
+    batch = name.endswith("+batch")
+    schema = {"copy": COPY_SCHEMA, "pipe": PIPE_SCHEMA}.get(name.split("+")[0], MELTANO_SCHEMA)
+    settle(server, schema)
+    if name == "copy":
+        measurement.seconds.append(run_copy(server))
+    elif name.startswith("pipe"):
+        seconds, tap_rss, target_rss = run_pipe(server, workdir, batch=batch)
+        measurement.seconds.append(seconds)
+        measurement.tap_rss_kib.append(tap_rss)
+        measurement.target_rss_kib.append(target_rss)
+    else:
+        measurement.seconds.append(run_meltano(server, workdir, batch=batch))
+    verify(server, schema, rows)
+    left = list((workdir / "batches").glob("*")) if batch else []
+    if left:
+        raise RuntimeError(f"{name}: {len(left)} batch file(s) left behind")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,25 +417,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generating {args.rows:,} rows per table ...", file=sys.stderr)
         generate(server, args.rows)
         prepare_copy_tables(server)
-        results = {"copy": Measurement(), "pipe": Measurement(), "meltano": Measurement()}
+        methods = ["copy", "pipe", "pipe+batch"]
+        if not args.no_meltano:
+            methods += ["meltano", "meltano+batch"]
+        results = {name: Measurement() for name in methods}
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             workdir = Path(tmp)
             if not args.no_meltano:
                 install_meltano_plugins(server, workdir)
             for round_number in range(1, args.rounds + 1):
-                settle(server, COPY_SCHEMA)
-                results["copy"].seconds.append(run_copy(server))
-                verify(server, COPY_SCHEMA, args.rows)
-                settle(server, PIPE_SCHEMA)
-                seconds, tap_rss, target_rss = run_pipe(server, workdir)
-                verify(server, PIPE_SCHEMA, args.rows)
-                results["pipe"].seconds.append(seconds)
-                results["pipe"].tap_rss_kib.append(tap_rss)
-                results["pipe"].target_rss_kib.append(target_rss)
-                if not args.no_meltano:
-                    settle(server, MELTANO_SCHEMA)
-                    results["meltano"].seconds.append(run_meltano(server, workdir))
-                    verify(server, MELTANO_SCHEMA, args.rows)
+                for name in methods:
+                    run_method(name, results[name], server, workdir, args.rows)
                 print(
                     f"round {round_number}: "
                     + ", ".join(

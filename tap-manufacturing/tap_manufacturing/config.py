@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 DEFAULT_SOURCES = ("refills", "bodies", "springs")
 REPLICATION_METHODS = ("FULL_TABLE", "INCREMENTAL")
@@ -33,6 +34,8 @@ _STREAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 DEFAULT_FETCH_SIZE = 2_000
 DEFAULT_PROGRESS_INTERVAL = 5.0
 DEFAULT_STATE_INTERVAL = 10_000
+DEFAULT_BATCH_SIZE = 10_000  # records per BATCH file, as the SDK's default
+BATCH_COMPRESSIONS = ("none", "gzip")
 
 
 class ConfigError(ValueError):
@@ -84,6 +87,16 @@ class SourceSettings:
 
 
 @dataclass(frozen=True)
+class BatchSettings:
+    """Where and how BATCH files are written (the SDK's standard `batch_config` setting)."""
+
+    directory: str  # local folder (from `storage.root`, a path or a file:// URL)
+    prefix: str = ""
+    compression: str = "none"
+    batch_size: int = DEFAULT_BATCH_SIZE  # records per file
+
+
+@dataclass(frozen=True)
 class TapSettings:
     """All settings of one tap run."""
 
@@ -91,6 +104,7 @@ class TapSettings:
     fetch_size: int = DEFAULT_FETCH_SIZE
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     state_interval: int = DEFAULT_STATE_INTERVAL
+    batch: BatchSettings | None = None
 
     def source(self, name: str) -> SourceSettings:
         """The settings of the source named `name`."""
@@ -226,4 +240,62 @@ def parse_settings(config: Mapping[str, Any]) -> TapSettings:
         fetch_size=fetch_size,
         progress_interval=progress_interval,
         state_interval=state_interval,
+        batch=parse_batch(config.get("batch_config")),
     )
+
+
+def _batch_text(setting: str, value: object, default: str) -> str:
+    if _blank(value):
+        return default
+    if not isinstance(value, str):
+        msg = f"setting 'batch_config.{setting}' must be a string"
+        raise ConfigError(msg)
+    return value
+
+
+def parse_batch(raw: object) -> BatchSettings | None:
+    """The `batch_config` setting; None (records go out as RECORD messages) when it or its
+    `storage.root` is unset.
+
+    Only what the fast path writes is accepted: JSON Lines, plain or gzip, in a local folder.
+    A setting this tap cannot honour is an error, not a silent fallback to RECORD messages.
+    """
+    if _blank(raw) or raw == {}:
+        return None
+    if not isinstance(raw, Mapping):
+        msg = "setting 'batch_config' must be an object with encoding and storage"
+        raise ConfigError(msg)
+    encoding = raw.get("encoding") or {}
+    storage = raw.get("storage") or {}
+    if not isinstance(encoding, Mapping) or not isinstance(storage, Mapping):
+        msg = "setting 'batch_config': encoding and storage must be objects"
+        raise ConfigError(msg)
+    file_format = _batch_text("encoding.format", encoding.get("format"), "jsonl")
+    if file_format.lower() != "jsonl":
+        msg = f"setting 'batch_config.encoding.format': only jsonl is written, not {file_format!r}"
+        raise ConfigError(msg)
+    compression = _batch_text("encoding.compression", encoding.get("compression"), "none").lower()
+    if compression not in BATCH_COMPRESSIONS:
+        msg = (
+            "setting 'batch_config.encoding.compression' must be one of "
+            f"{', '.join(BATCH_COMPRESSIONS)}, got {compression!r}"
+        )
+        raise ConfigError(msg)
+    root = _batch_text("storage.root", storage.get("root"), "")
+    if not root:  # meltano.yml leaves the rest in place; the folder turns batch mode on
+        return None
+    parsed = urlparse(root)
+    if parsed.scheme not in ("", "file") or parsed.netloc not in ("", "localhost"):
+        msg = (
+            "setting 'batch_config.storage.root' must be a local folder (a path or a file:// "
+            f"URL), got {root!r}"
+        )
+        raise ConfigError(msg)
+    directory = unquote(parsed.path) if parsed.scheme == "file" else root
+    prefix = _batch_text("storage.prefix", storage.get("prefix"), "")
+    if "/" in prefix or "\\" in prefix:
+        msg = f"setting 'batch_config.storage.prefix' must not contain a path separator: {prefix!r}"
+        raise ConfigError(msg)
+    batch_size = _integer("batch_config", "batch_size", raw.get("batch_size"),
+                          DEFAULT_BATCH_SIZE, 1, 100_000_000)  # fmt: skip
+    return BatchSettings(directory, prefix, compression, batch_size)

@@ -2,8 +2,9 @@
 
 The fast path lets PostgreSQL render every row as JSON (`row_to_json`) inside a
 REPEATABLE READ READ ONLY transaction, fetches it from a server-side cursor in large
-batches, and writes RECORD lines by concatenating bytes around the server-made JSON: no
-per-row dict and no per-row encoding. When the user configured stream maps or flattening,
+batches, and writes RECORD lines by concatenating bytes around the server-made JSON (or,
+with `batch_config`, JSON Lines files announced by BATCH messages): no per-row dict and no
+per-row encoding. When the user configured stream maps or flattening,
 or the SDK runs a dry run with a record limit, rows are decoded (floats as Decimal, so no
 digit is lost) and handed to the SDK's own per-record path instead.
 """
@@ -30,7 +31,8 @@ from tap_manufacturing.client import (
     prefetched,
 )
 from tap_manufacturing.discovery import TableInfo, TableNotFound, describe_table
-from tap_manufacturing.output import DECODER, SingerOutput, encode
+from tap_manufacturing.output import DECODER, SingerOutput
+from tap_manufacturing.sinks import BatchFiles, RecordLines, RowSink
 from tap_manufacturing.types import select_expression
 
 if TYPE_CHECKING:
@@ -133,7 +135,11 @@ class ManufacturingStream(SQLStream):
 
     @override
     def get_batch_config(self, config: Any) -> None:
-        """None: BATCH messages are not offered; rows always stream as RECORD messages."""
+        """None, so the SDK never takes its own batch path (records through Python dicts).
+
+        With `batch_config` set, the fast path writes the BATCH files itself (see sinks.py),
+        keeping the held-back SCHEMA, the versions, STATE and ACTIVATE_VERSION as they are.
+        """
         return None
 
     # -- helpers -------------------------------------------------------------------
@@ -224,6 +230,12 @@ class ManufacturingStream(SQLStream):
         if full_table:
             self._stream_version = self._initialized_at
         fast = self._uses_fast_path()
+        if not fast and self.settings.batch is not None:
+            self.logger.warning(
+                "Stream '%s': batch_config does not apply with stream maps, flattening or a "
+                "record limit; its records go out as RECORD messages",
+                self.name,
+            )
         action = f"read {self.source.schema}.{self.source.table}"
         started = time.monotonic()
         rows = 0
@@ -266,34 +278,43 @@ class ManufacturingStream(SQLStream):
             for row in batch:
                 yield DECODER.decode(row[0])
 
+    def _sink(self) -> RowSink:
+        """RECORD lines on stdout, or BATCH files when `batch_config` is set."""
+        batch = self.settings.batch
+        if batch is None:
+            return RecordLines(self._output, self.name, self._stream_version)
+        return BatchFiles(batch, self.name, self._stream_version, self._tap.write_message)
+
     def _write_fast(self, cursor: psycopg2.extensions.cursor, started: float) -> int:
-        """Write RECORD lines straight from the server's JSON; returns the row count."""
-        output = self._output
+        """Write the server's row JSON straight to the sink; returns the row count."""
+        sink = self._sink()
         key = self.replication_key
-        prefix = b'{"type":"RECORD","stream":' + encode(self.name) + b',"record":'
-        version = b"" if self._stream_version is None else b',"version":%d' % self._stream_version
         fetch = self.settings.fetch_size
         if key:
             fetch = min(fetch, self.settings.state_interval)
         rows = 0
         since_state = 0
         next_log = started + self.settings.progress_interval
-        for batch in prefetched(cursor, fetch):
-            self._release_schema()
-            extracted = datetime.datetime.now(datetime.timezone.utc).isoformat()
-            suffix = version + b',"time_extracted":"' + extracted.encode() + b'"}\n'
-            body = (suffix + prefix).join([row[0] for row in batch])
-            output.write_lines(prefix + body + suffix)
-            rows += len(batch)
-            since_state += len(batch)
-            if key:
-                self._advance_bookmark(key, batch)
-                if since_state >= self.settings.state_interval:
-                    self._write_state_message()
-                    since_state = 0
-            if time.monotonic() >= next_log:
-                self._log_progress(rows, started, final=False)
-                next_log = time.monotonic() + self.settings.progress_interval
+        try:
+            for batch in prefetched(cursor, fetch):
+                self._release_schema()
+                extracted = datetime.datetime.now(datetime.timezone.utc).isoformat()
+                sink.write([row[0] for row in batch], extracted)
+                rows += len(batch)
+                since_state += len(batch)
+                if key:
+                    self._advance_bookmark(key, batch)
+                    if since_state >= self.settings.state_interval:
+                        sink.flush()  # the STATE covers only records the target can read
+                        self._write_state_message()
+                        since_state = 0
+                if time.monotonic() >= next_log:
+                    self._log_progress(rows, started, final=False)
+                    next_log = time.monotonic() + self.settings.progress_interval
+            sink.flush()
+        except BaseException:
+            sink.discard()
+            raise
         return rows
 
     def _advance_bookmark(self, key: str, batch: list) -> None:

@@ -12,7 +12,6 @@ import click
 from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.sql import SQLTap
 
 from tap_manufacturing.client import ManufacturingConnector, SourceError, connect
@@ -73,8 +72,9 @@ class TapManufacturing(SQLTap):
     name = "tap-manufacturing"
     default_stream_class = ManufacturingStream
     message_writer_class = SingerOutput
-    capabilities = [c for c in SQLTap.capabilities if c is not PluginCapabilities.BATCH]
-    """Everything the SDK offers except BATCH: records stream as RECORD messages."""
+    capabilities = SQLTap.capabilities
+    """Everything the SDK offers. BATCH (`batch_config`): JSON Lines files, plain or gzip,
+    in a local folder, written by the fast path itself (see sinks.py)."""
 
     config_jsonschema = th.PropertiesList(
         th.Property(

@@ -134,6 +134,7 @@ class StreamLoader:
         self.rows = 0
         self.first_line: int | None = None
         self.last_record_line = 0
+        self.batch_file = ""  # the BATCH file being read (for error messages)
         self.committed_line = 0
         self.status = "running"
         # transaction state
@@ -300,30 +301,47 @@ class StreamLoader:
     # --- the hot path ------------------------------------------------------------------------
 
     def add(self, line: int, message: Message) -> None:
-        """Validate one record, buffer it as a COPY text row; flush when the batch is full."""
-        raw = bytes(message.record)
+        """One RECORD message (see add_record)."""
+        self.add_record(line, bytes(message.record), message.version, message.time_extracted)
+
+    def add_record(
+        self,
+        line: int,
+        raw: bytes,
+        version: int | None,
+        extracted: str | None,
+        file_record: int = 0,
+    ) -> None:
+        """Validate one record, buffer it as a COPY text row; flush when the batch is full.
+
+        `line` is the input line of its RECORD (or BATCH) message; `file_record` the record's
+        line in the BATCH file named by `batch_file`, for error messages.
+        """
         if b"\\u0000" in raw and has_nul(raw):
             if not self.cfg.strip_nul_characters:
                 raise LoadError(
-                    "text contains a NUL character (\\u0000), which PostgreSQL cannot store; "
-                    "set strip_nul_characters to remove such characters",
+                    self._in_file(
+                        "text contains a NUL character (\\u0000), which PostgreSQL cannot "
+                        "store; set strip_nul_characters to remove such characters",
+                        file_record,
+                    ),
                     stream=self.stream,
                     line=line,
                     column=nul_property(raw),
                 )
             raw = strip_nul(raw)
-        version = message.version
         batch = self.batch
         if version is not None and not batch.has_version and self._needs_version_column():
             self.flush()  # rows so far have no version column; later rows have one
             self._ensure_version_column()
             batch = self.batch
         try:
-            row = self.encoder().encode(raw, line, version, message.time_extracted, batch.now)
+            row = self.encoder().encode(raw, line, version, extracted, batch.now)
         except Violation as exc:
             self.wait()  # an earlier batch's error comes first, as the input order says
             error = MissingKeyError if exc.missing_key else LoadError
-            raise error(exc.problem, stream=self.stream, line=line, column=exc.prop) from None
+            problem = self._in_file(exc.problem, file_record)
+            raise error(problem, stream=self.stream, line=line, column=exc.prop) from None
         if version is not None:
             self.versions_with_records.add(int(version))
             self.open_version = int(version)
@@ -340,6 +358,11 @@ class StreamLoader:
             batch.nbytes >= self.cfg.batch_size_bytes
         ):
             self.flush()
+
+    def _in_file(self, problem: str, file_record: int) -> str:
+        if not file_record:
+            return problem
+        return f"BATCH file {self.batch_file}, record {file_record}: {problem}"
 
     # --- batches -----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import msgspec
@@ -25,6 +25,8 @@ class Message(msgspec.Struct):
     value: Any = None
     version: int | None = None
     time_extracted: str | None = None
+    encoding: Any = None  # BATCH
+    manifest: Any = None  # BATCH
 
 
 class MalformedLineError(ValueError):
@@ -39,11 +41,40 @@ class MalformedLineError(ValueError):
 _decoder = msgspec.json.Decoder(Message)
 
 
+_CHUNK = 1 << 16
+
+
+def split_lines(read: Callable[[int], bytes]) -> Iterator[bytes]:
+    """Lines (without their newline) from a binary reader, split a chunk at a time.
+
+    Iterating a buffered file yields one line per call into the io module (about 1.7 us a
+    line here); one C-level split per 64 KiB chunk costs a fraction of that. A line longer
+    than a chunk is gathered in pieces and joined once.
+    """
+    pieces: list[bytes] = []
+    while chunk := read(_CHUNK):
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:
+            pieces.append(chunk)
+            continue
+        if pieces:
+            pieces.append(lines[0])
+            lines[0] = b"".join(pieces)
+            pieces = []
+        last = lines.pop()
+        if last:
+            pieces.append(last)
+        yield from lines
+    if pieces:
+        yield b"".join(pieces)
+
+
 def _lines(file_input: IO[Any] | None) -> Iterator[bytes]:
     stream = sys.stdin if file_input is None else file_input
     binary = getattr(stream, "buffer", None)
     if binary is not None:
-        yield from binary
+        # read1: whatever a pipe holds now, so a message is handled as soon as it arrives
+        yield from split_lines(getattr(binary, "read1", binary.read))
         return
     for line in stream:
         yield line.encode("utf-8") if isinstance(line, str) else line

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import psycopg2
 
-from target_warehouse_raw import __version__, history
+from target_warehouse_raw import __version__, batch_files, history
 from target_warehouse_raw.config import WarehouseConfig
 from target_warehouse_raw.db import connect, server_message
 from target_warehouse_raw.errors import InterruptedError_, LoadError, RecordBeforeSchemaError
@@ -185,12 +185,32 @@ class LoadSession:
             loader.activate_version(int(message.version), line)
 
     def on_batch(self, line: int, message: Message) -> None:
-        """BATCH messages (files written by the tap) are not supported."""
-        raise LoadError(
-            "BATCH messages are not supported; run the tap without batch mode",
-            stream=message.stream,
-            line=line,
-        )
+        """BATCH: the records of the files it names, each like one RECORD of this line.
+
+        The message's `version` applies to all of them, as a RECORD's does (so a tap that ends
+        its stream with ACTIVATE_VERSION is checked for completeness the same way).
+        """
+        loader = self.loaders.get(message.stream)  # type: ignore[arg-type]
+        if loader is None:
+            raise RecordBeforeSchemaError(
+                "BATCH before any SCHEMA for this stream", stream=message.stream, line=line
+            )
+        try:
+            compression, paths = batch_files.file_paths(message.encoding, message.manifest)
+            version = message.version
+            for path in paths:
+                loader.batch_file = path
+                add = loader.add_record
+                for number, raw in batch_files.records(path, compression):
+                    add(line, raw, version, None, number)
+                    self._records_seen += 1
+                self.progress.maybe_report()
+        except batch_files.BatchError as exc:
+            raise LoadError(str(exc), stream=loader.stream, line=line) from None
+        except psycopg2.Error as exc:  # upsert/append-only load in the main thread
+            raise loader.db_error(exc, line) from None
+        if self._pending_states:
+            self._emit_ready_states()
 
     # --- STATE -------------------------------------------------------------------------------
 

@@ -164,3 +164,14 @@ def test_plugin_virtualenvs_are_byte_compiled_at_install(meltano_sys_dir):
         packages = meltano_sys_dir / kind / name / "venv" / "lib"
         compiled = list(packages.glob("python3*/site-packages/singer_sdk/__pycache__/*.pyc"))
         assert compiled, f"{name}: no .pyc files in its virtualenv's singer_sdk"
+
+
+def test_batch_mode_under_meltano_loads_the_same_tables_and_leaves_no_files(
+    pipeline: Pipeline, tmp_path
+):
+    folder = tmp_path / "batches"
+    pipeline.env["PIPELINE_BATCH_DIR"] = str(folder)
+    result = pipeline.meltano(*MAIN_JOB)
+    assert_warehouse_equals_sources(pipeline)
+    assert re.search(r"\b[1-9]\d* batch manifests", result.output), result.output[-3000:]
+    assert list(folder.iterdir()) == []  # the target deleted every file it loaded

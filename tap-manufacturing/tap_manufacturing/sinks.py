@@ -1,0 +1,134 @@
+"""Where the fast path's rows go: RECORD lines on stdout, or BATCH files beside them.
+
+Both take the server-made JSON of a chunk of rows at a time. `flush()` makes everything
+written so far visible to the target (the batch writer closes its file and announces it), so
+a STATE message written after it covers only records the target can already read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Protocol
+
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, SDKBatchMessage
+from singer_sdk.singerlib.messages import Message
+
+from tap_manufacturing.config import BatchSettings
+from tap_manufacturing.output import SingerOutput, encode
+
+GZIP_LEVEL = 1
+"""Fastest gzip: the files live only until the target has read them."""
+
+
+class RowSink(Protocol):
+    """Receives the JSON text of each row (bytes, no newline), a chunk at a time."""
+
+    def write(self, rows: list[bytes], extracted: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+class RecordLines:
+    """RECORD messages, built by concatenating bytes around each row's JSON."""
+
+    def __init__(self, output: SingerOutput, stream: str, version: int | None) -> None:
+        self._output = output
+        self._prefix = b'{"type":"RECORD","stream":' + encode(stream) + b',"record":'
+        self._version = b"" if version is None else b',"version":%d' % version
+
+    def write(self, rows: list[bytes], extracted: str) -> None:
+        """One RECORD line per row; `extracted` is the chunk's time_extracted."""
+        suffix = self._version + b',"time_extracted":"' + extracted.encode() + b'"}\n'
+        self._output.write_lines(self._prefix + (suffix + self._prefix).join(rows) + suffix)
+
+    def flush(self) -> None:
+        """Nothing held back: every line is written as it comes."""
+
+    def discard(self) -> None:
+        """Nothing unfinished to remove."""
+
+
+class BatchFiles:
+    """JSON Lines files of at most `batch_size` records, each announced by a BATCH message.
+
+    A file is written under a temporary name and renamed once complete, so a BATCH message
+    only ever names a whole file. The message carries the stream's version (the SDK's BATCH
+    message has the field), so a target treats its records like versioned RECORD messages
+    and knows the stream is complete only at the ACTIVATE_VERSION that follows.
+    """
+
+    def __init__(
+        self,
+        settings: BatchSettings,
+        stream: str,
+        version: int | None,
+        write_message: Callable[[Message], None],
+    ) -> None:
+        self._settings = settings
+        self._stream = stream
+        self._version = version
+        self._write_message = write_message
+        self._directory = Path(settings.directory)
+        self._directory.mkdir(parents=True, exist_ok=True)
+        self._run = uuid.uuid4().hex[:12]
+        self._files = 0
+        self._file: IO[bytes] | None = None
+        self._path: Path | None = None
+        self._rows_in_file = 0
+
+    def write(self, rows: list[bytes], extracted: str) -> None:
+        """Append rows to the current file, starting a new one every `batch_size` rows."""
+        size = self._settings.batch_size
+        start = 0
+        while start < len(rows):
+            if self._file is None:
+                self._open()
+            take = min(len(rows) - start, size - self._rows_in_file)
+            assert self._file is not None
+            self._file.write(b"\n".join(rows[start : start + take]) + b"\n")
+            self._rows_in_file += take
+            start += take
+            if self._rows_in_file >= size:
+                self.flush()
+
+    def flush(self) -> None:
+        """Close the current file (if any) and write its BATCH message."""
+        if self._file is None or self._path is None:
+            return
+        self._file.close()
+        final = self._path.with_name(self._path.name.removesuffix(".partial"))
+        os.replace(self._path, final)
+        self._file, self._path, self._rows_in_file = None, None, 0
+        compression = self._settings.compression
+        self._write_message(
+            SDKBatchMessage(
+                stream=self._stream,
+                encoding=BaseBatchFileEncoding(format="jsonl", compression=compression),
+                manifest=[final.resolve().as_uri()],
+                version=self._version,
+            )
+        )
+
+    def _open(self) -> None:
+        self._files += 1
+        suffix = ".jsonl.gz" if self._settings.compression == "gzip" else ".jsonl"
+        name = f"{self._settings.prefix}{self._stream}-{self._run}-{self._files:05d}{suffix}"
+        self._path = self._directory / f"{name}.partial"
+        if self._settings.compression == "gzip":
+            self._file = gzip.open(self._path, "wb", compresslevel=GZIP_LEVEL)  # noqa: SIM115
+        else:
+            self._file = open(self._path, "wb")  # noqa: SIM115 - closed in flush()
+
+    def discard(self) -> None:
+        """After a failed read: remove the unfinished file (announced files stay the
+        target's to read and delete)."""
+        if self._file is not None and self._path is not None:
+            self._file.close()
+            self._path.unlink(missing_ok=True)
+            self._file, self._path, self._rows_in_file = None, None, 0

@@ -1,0 +1,108 @@
+"""BATCH mode (`batch_config`): the same records, in JSON Lines files announced by BATCH."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from tap_helpers import TapRun
+
+pytestmark = pytest.mark.integration
+
+INCREMENTAL = {"replication_method": "INCREMENTAL", "replication_key": "updated_at"}
+
+
+def batch_config(folder: Path, compression: str = "none", **extra) -> dict:
+    return {
+        "encoding": {"format": "jsonl", "compression": compression},
+        "storage": {"root": folder.as_uri()},
+        **extra,
+    }
+
+
+def batch_records(run: TapRun, stream: str) -> list[dict]:
+    """The records of every BATCH file of one stream, in message order."""
+    records = []
+    for message in run.of_type("BATCH", stream):
+        for url in message["manifest"]:
+            data = Path(urlparse(url).path).read_bytes()
+            if message["encoding"]["compression"] == "gzip":
+                data = gzip.decompress(data)
+            records += [json.loads(line) for line in data.splitlines()]
+    return records
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_batch_files_hold_exactly_the_records_of_a_plain_run(
+    factory, run_tap, tmp_path, compression
+):
+    plain = run_tap(factory.config())
+    folder = tmp_path / "batches"
+    run = run_tap({**factory.config(), "batch_config": batch_config(folder, compression,
+                                                                    batch_size=7)})  # fmt: skip
+    assert not run.of_type("RECORD")
+    for stream in ("refills", "bodies", "springs"):
+        assert batch_records(run, stream) == plain.records(stream)
+        batches = run.of_type("BATCH", stream)
+        assert len(batches) == 3  # 20 rows in files of at most 7
+        version = run.of_type("ACTIVATE_VERSION", stream)[0]["version"]
+        assert {b["version"] for b in batches} == {version}
+        kinds = [m["type"] for m in run.messages if m.get("stream") == stream]
+        assert kinds == ["SCHEMA", "BATCH", "BATCH", "BATCH", "ACTIVATE_VERSION"]
+    names = sorted(path.name for path in folder.iterdir())
+    assert len(names) == 9
+    assert not any(name.endswith(".partial") for name in names)
+
+
+def test_incremental_state_follows_the_batch_that_holds_its_rows(factory, run_tap, tmp_path):
+    config = {
+        **factory.config(refills=INCREMENTAL),
+        "state_interval": 5,
+        "batch_config": batch_config(tmp_path / "batches"),
+    }
+    run = run_tap(config)
+    seen = None
+    checked = 0
+    for message in run.messages:
+        if message["type"] == "BATCH" and message["stream"] == "refills":
+            data = Path(urlparse(message["manifest"][0]).path).read_bytes()
+            seen = json.loads(data.splitlines()[-1])["updated_at"]
+        elif message["type"] == "STATE":
+            value = message["value"]["bookmarks"].get("refills", {}).get("replication_key_value")
+            if value is not None:
+                assert seen is not None
+                assert value <= seen
+                checked += 1
+    assert checked >= 4
+
+
+def test_an_unset_storage_root_leaves_batch_mode_off(factory, run_tap):
+    # What meltano.yml produces while PIPELINE_BATCH_DIR is unset.
+    config = {**factory.config(), "batch_config": {"encoding": {"format": "jsonl"}, "storage": {}}}
+    run = run_tap(config)
+    assert not run.of_type("BATCH")
+    assert len(run.records("refills")) == 20
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"encoding": {"format": "parquet"}, "storage": {"root": "/tmp/x"}},
+         "batch_config.encoding.format': only jsonl is written, not 'parquet'"),
+        ({"encoding": {"compression": "zstd"}, "storage": {"root": "/tmp/x"}},
+         "'zstd' is not one of ['gzip', 'none'] in config['batch_config']"),  # the SDK's check
+        ({"storage": {"root": "s3://bucket/batches"}},
+         "batch_config.storage.root' must be a local folder"),
+        ({"storage": {"root": "/tmp/x", "prefix": "a/b"}},
+         "batch_config.storage.prefix' must not contain a path separator"),
+    ],
+)  # fmt: skip
+def test_batch_settings_the_tap_cannot_honour_are_refused(factory, run_tap, setting, message):
+    run = run_tap({**factory.config(), "batch_config": setting}, check=False)
+    assert run.returncode != 0
+    assert message in run.stderr, run.stderr[-2000:]
+    assert not run.of_type("BATCH")
+    assert not run.of_type("RECORD")
