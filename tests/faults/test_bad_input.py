@@ -135,12 +135,25 @@ REFUSED = {
         + "\n",
         rf"stream 'parts', input line {FAULT_LINE}: .*properties",
     ),
-    "BATCH message": Refused(
+    "BATCH message naming a file that does not exist": Refused(
         json.dumps(
-            {"type": "BATCH", "stream": "parts", "encoding": {"format": "jsonl"}, "manifest": []}
+            {
+                "type": "BATCH",
+                "stream": "parts",
+                "encoding": {"format": "jsonl", "compression": "none"},
+                "manifest": ["file:///nonexistent/parts-00001.jsonl"],
+            }
         )
         + "\n",
-        rf"input line {FAULT_LINE}: .*BATCH",
+        rf"stream 'parts', input line {FAULT_LINE}: cannot open BATCH file "
+        r"/nonexistent/parts-00001\.jsonl",
+    ),
+    "BATCH message in an unsupported format": Refused(
+        json.dumps(
+            {"type": "BATCH", "stream": "parts", "encoding": {"format": "parquet"}, "manifest": []}
+        )
+        + "\n",
+        rf"stream 'parts', input line {FAULT_LINE}: BATCH files in format 'parquet' are not",
     ),
     "SCHEMA change mid-stream that breaks a value": Refused(
         json.dumps(schema_msg("parts", {**PARTS, "ok": {"type": ["integer", "null"]}}, ["id"]))
