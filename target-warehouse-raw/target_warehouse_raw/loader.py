@@ -20,6 +20,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+import msgspec
 import psycopg2
 import psycopg2.errors
 
@@ -28,7 +29,7 @@ from target_warehouse_raw.db import advisory_key, connect, server_message, set_p
 from target_warehouse_raw.errors import LoadError, MissingKeyError
 from target_warehouse_raw.names import quote
 from target_warehouse_raw.reader import Message, has_nul, nul_property, strip_nul
-from target_warehouse_raw.rows import RowEncoder, batch_time
+from target_warehouse_raw.rows import ConversionError, RowEncoder, batch_time
 from target_warehouse_raw.schema_sync import (
     TableShape,
     changes,
@@ -342,6 +343,39 @@ class StreamLoader:
             error = MissingKeyError if exc.missing_key else LoadError
             problem = self._in_file(exc.problem, file_record)
             raise error(problem, stream=self.stream, line=line, column=exc.prop) from None
+        self._append(row, line, version)
+
+    def add_line(self, line: int, text: bytes) -> bool:
+        """A whole RECORD line of this stream in one pass: envelope and typed record decoded
+        together, then formatted. Returns False, having changed nothing, for any line that
+        needs more (a value the typed decoder refuses, NUL characters, a first versioned
+        record that adds the version column); the caller then takes add()'s exact path.
+        """
+        if b"\\u0000" in text:
+            return False
+        encoder = self.encoder()
+        try:
+            message = encoder.decode_line(text)
+        except msgspec.DecodeError:  # includes ValidationError
+            return False
+        version = message.version
+        batch = self.batch
+        if (
+            message.type != "RECORD"
+            or message.stream != self.stream
+            or (version is not None and not batch.has_version and self._needs_version_column())
+        ):
+            return False
+        try:
+            fmt = encoder.format_plain if b"\\" not in text else encoder.format_escaped
+            row = fmt(message.record, line, version, message.time_extracted, batch.now)
+        except (KeyError, ConversionError, UnicodeError):
+            return False
+        self._append(row, line, version)
+        return True
+
+    def _append(self, row: bytes, line: int, version: int | None) -> None:
+        batch = self.batch
         if version is not None:
             self.versions_with_records.add(int(version))
             self.open_version = int(version)

@@ -17,7 +17,12 @@ from collections.abc import Callable
 from singer_sdk.singerlib.encoding import GenericSingerReader, SingerMessageType
 
 from target_warehouse_raw.errors import LoadError
-from target_warehouse_raw.reader import MalformedLineError, read_messages
+from target_warehouse_raw.reader import (
+    RECORD_PREFIX,
+    MalformedLineError,
+    decode_message,
+    read_lines,
+)
 
 logger = logging.getLogger("target-warehouse-raw")
 
@@ -35,14 +40,18 @@ class WarehouseRawReader(GenericSingerReader[str]):
 
     on_failure: Callable[[BaseException], BaseException | None] | None = None
     on_end: Callable[[], None] | None = None
+    # RECORD lines by stream name (as its JSON bytes): a loader's single-pass path, which
+    # returns False, having changed nothing, for any line it does not take (see
+    # StreamLoader.add_line); the line is then decoded and dispatched as usual.
+    fast_records: dict[bytes, Callable[[int, bytes], bool]] | None = None
 
     @property
     def default_input(self) -> t.IO[str]:  # pragma: no cover - reader.py reads stdin's bytes
-        """Standard input (read_messages uses its binary buffer)."""
+        """Standard input (reader.read_lines uses its binary buffer)."""
         return sys.stdin
 
     def deserialize_json(self, line: str) -> dict:  # pragma: no cover - not used
-        """Unused: lines are decoded by reader.read_messages."""
+        """Unused: lines are decoded by reader.decode_message."""
         raise NotImplementedError
 
     def process_lines(
@@ -51,12 +60,23 @@ class WarehouseRawReader(GenericSingerReader[str]):
         """Dispatch every message; on any failure call on_failure, then re-raise."""
         counter: Counter[str] = Counter()
         record = callbacks[SingerMessageType.RECORD]
+        fast = self.fast_records if self.fast_records is not None else {}
+        start = len(RECORD_PREFIX)
+        records = 0
         try:
-            for number, message in read_messages(file_input):
+            for number, line in read_lines(file_input):
+                if line.startswith(RECORD_PREFIX):
+                    add = fast.get(line[start : line.find(b'"', start)])
+                    if add is not None and add(number, line):
+                        records += 1
+                        continue
+                message = decode_message(number, line)
+                if message is None:
+                    continue
                 kind = message.type
                 if kind == "RECORD":
                     record((number, message))
-                    counter["RECORD"] += 1
+                    records += 1
                     continue
                 handler = _TYPES.get(kind)
                 if handler is None:
@@ -68,6 +88,7 @@ class WarehouseRawReader(GenericSingerReader[str]):
             # of input is raised here (at this call), so it rolls back like any other.
             if self.on_end is not None:
                 self.on_end()
+            counter["RECORD"] = records
 
         except MalformedLineError as exc:
             error = self._fail(LoadError(exc.problem, line=exc.line_number))

@@ -80,18 +80,25 @@ def _lines(file_input: IO[Any] | None) -> Iterator[bytes]:
         yield line.encode("utf-8") if isinstance(line, str) else line
 
 
-def read_messages(file_input: IO[Any] | None) -> Iterator[tuple[int, Message]]:
-    """Yield (1-based input line number, message); blank lines are skipped."""
-    decode = _decoder.decode
-    for number, line in enumerate(_lines(file_input), start=1):
-        try:
-            yield number, decode(line)
-        except msgspec.ValidationError as exc:
-            raise MalformedLineError(number, f"not a Singer message ({exc})") from None
-        except msgspec.DecodeError as exc:
-            if not line.strip():
-                continue
-            raise MalformedLineError(number, f"malformed JSON ({exc})") from None
+RECORD_PREFIX = b'{"type":"RECORD","stream":"'
+"""How RECORD lines of SDK taps (and ours) begin: the stream name follows, then a quote."""
+
+
+def decode_message(number: int, line: bytes) -> Message | None:
+    """One line as a Message; None for a blank line; MalformedLineError otherwise."""
+    try:
+        return _decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise MalformedLineError(number, f"not a Singer message ({exc})") from None
+    except msgspec.DecodeError as exc:
+        if not line.strip():
+            return None
+        raise MalformedLineError(number, f"malformed JSON ({exc})") from None
+
+
+def read_lines(file_input: IO[Any] | None) -> Iterator[tuple[int, bytes]]:
+    """(1-based input line number, line without its newline)."""
+    return enumerate(_lines(file_input), start=1)
 
 
 # --- NUL characters -------------------------------------------------------------------------

@@ -180,19 +180,25 @@ class RowEncoder:
         rename = {f"f{i}": prop for i, prop in enumerate(props)}
         required = {i for i, c in enumerate(data) if c.required}
 
-        def struct(kinds: list[Any]) -> msgspec.json.Decoder:
+        def struct(kinds: list[Any]) -> Any:
             fields = [
                 (f"f{i}", kind) if i in required else (f"f{i}", kind, None)
                 for i, kind in enumerate(kinds)
             ]
-            return msgspec.json.Decoder(
-                msgspec.defstruct("Record", fields, rename=rename, kw_only=True)
-            )
+            return msgspec.defstruct("Record", fields, rename=rename, kw_only=True)
 
-        self._typed = struct(types).decode
-        self._raw = struct([msgspec.Raw] * len(props)).decode
-        self._format = self._build(data, types, params, plain=False)
-        self._format_plain = self._build(data, types, params, plain=True)
+        record_struct = struct(types)
+        self._typed = msgspec.json.Decoder(record_struct).decode
+        line_struct = msgspec.defstruct(
+            "Line",
+            [("type", str), ("stream", str), ("record", record_struct),
+             ("version", int | None, None), ("time_extracted", str | None, None)],
+        )  # fmt: skip
+        self.decode_line = msgspec.json.Decoder(line_struct).decode
+        """A whole RECORD line, envelope and typed record in one pass (StreamLoader.add_line)."""
+        self._raw = msgspec.json.Decoder(struct([msgspec.Raw] * len(props))).decode
+        self.format_escaped = self._build(data, types, params, plain=False)
+        self.format_plain = self._build(data, types, params, plain=True)
         self._format_raw = self._build(data, [msgspec.Raw] * len(props), params, plain=False)
         self.fingerprint = hashlib.sha256(
             "\x00".join(f"{c.name}\x01{c.sql_type}" for c in columns).encode()
@@ -291,8 +297,8 @@ class RowEncoder:
         """One record as one COPY line; raises Violation (naming the property) if it cannot."""
         try:
             if b"\\" not in raw:
-                return self._format_plain(self._typed(raw), line, version, extracted, now)
-            return self._format(self._typed(raw), line, version, extracted, now)
+                return self.format_plain(self._typed(raw), line, version, extracted, now)
+            return self.format_escaped(self._typed(raw), line, version, extracted, now)
         except (msgspec.DecodeError, KeyError, ConversionError, UnicodeError):
             pass  # the exact path says why, or converts what the typed decoder refused
         self.validator.exact(raw)  # raises Violation with the exact problem

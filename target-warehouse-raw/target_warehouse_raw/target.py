@@ -135,6 +135,7 @@ class TargetWarehouseRaw(Target):
         self.session = LoadSession(self.warehouse_config, self._write_state_message)
         self.message_reader.on_failure = self.session.abort
         self.message_reader.on_end = self.session.finish
+        self.message_reader.fast_records = self.session.fast_records
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Blank values (null, "") mean "use the default", so drop them before validating."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from decimal import Decimal
 
@@ -294,3 +295,32 @@ def test_records_without_json_escapes_land_exactly_too(warehouse, run_target):
         (2, None, "NaN", [], None),
         (3, None, "1000", None, None),
     ]
+
+
+def test_single_pass_and_general_record_paths_load_the_same_table(warehouse, run_target):
+    # Compact RECORD lines (as SDK taps write them) take the single-pass path; the same
+    # records spaced out take the general one. Both must give the same table.
+    props = {
+        "id": {"type": "integer"},
+        "t": {"type": ["string", "null"]},
+        "n": {"type": ["number", "string", "null"], "x-sql-datatype": "numeric"},
+        "ok": {"type": ["boolean", "null"]},
+        "tags": {"type": ["array", "null"], "x-sql-datatype": "text[]"},
+        "doc": {"type": ["object", "null"], "x-sql-datatype": "jsonb"},
+    }
+    rows = [
+        {"id": 1, "t": "a\tb\\c", "n": 1.25, "ok": True, "tags": ["x", None], "doc": {"k": 1}},
+        {"id": 2, "t": "ünï", "n": "NaN", "ok": None, "tags": [], "doc": None},
+        {"id": 3, "t": None, "n": -7, "ok": False, "tags": None, "doc": {"k": "\n"}},
+        {"id": 4, "n": 10, "extra": "ignored"},
+    ]
+    query = "SELECT id, t, n::text, ok, tags, doc FROM raw.same ORDER BY id"
+    compact = [json.dumps(record("same", r, version=5), separators=(",", ":")) for r in rows]
+    activate = {"type": "ACTIVATE_VERSION", "stream": "same", "version": 5}
+    schema = schema_message("same", props, ["id"])
+    assert run_target(singer(schema, *compact, activate)).returncode == 0
+    single_pass = warehouse.query(query)
+    spaced = [record("same", r, version=5) for r in rows]
+    assert run_target(singer(schema, *spaced, activate)).returncode == 0
+    assert warehouse.query(query) == single_pass
+    assert [row[0] for row in single_pass] == [1, 2, 3, 4]
