@@ -45,7 +45,10 @@ class RecordLines:
     def write(self, rows: list[bytes], extracted: str) -> None:
         """One RECORD line per row; `extracted` is the chunk's time_extracted."""
         suffix = self._version + b',"time_extracted":"' + extracted.encode() + b'"}\n'
-        self._output.write_lines(self._prefix + (suffix + self._prefix).join(rows) + suffix)
+        output = self._output
+        output.write_lines(self._prefix)  # no copy of the whole chunk just to add its ends
+        output.write_lines((suffix + self._prefix).join(rows))
+        output.write_lines(suffix)
 
     def flush(self) -> None:
         """Nothing held back: every line is written as it comes."""
@@ -91,7 +94,8 @@ class BatchFiles:
                 self._open()
             take = min(len(rows) - start, size - self._rows_in_file)
             assert self._file is not None
-            self._file.write(b"\n".join(rows[start : start + take]) + b"\n")
+            self._file.write(b"\n".join(rows[start : start + take]))
+            self._file.write(b"\n")
             self._rows_in_file += take
             start += take
             if self._rows_in_file >= size:
