@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
+import psycopg2
 import pytest
-from tap_helpers import TapRun
+from tap_helpers import TAP_EXECUTABLE, TapRun
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +108,42 @@ def test_batch_settings_the_tap_cannot_honour_are_refused(factory, run_tap, sett
     assert message in run.stderr, run.stderr[-2000:]
     assert not run.of_type("BATCH")
     assert not run.of_type("RECORD")
+
+
+def test_a_read_that_fails_mid_stream_announces_only_whole_files(factory, run_tap, tmp_path):
+    # The source connection dies while a file is being written: that file is removed, the
+    # files announced before it are whole, and no ACTIVATE_VERSION tells a target the
+    # stream is complete (so a versioned target keeps its old table).
+    factory.insert_rows("refills", 21, 150_000)
+    folder = tmp_path / "batches"
+    config = {**factory.config(), "fetch_size": 500,
+              "batch_config": batch_config(folder, batch_size=5_000)}  # fmt: skip
+    config["sources"] = {"refills": config["sources"]["refills"]}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [TAP_EXECUTABLE, "--config", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    lines = [process.stdout.readline()]  # SCHEMA
+    lines.append(process.stdout.readline())  # the first BATCH
+    killer = psycopg2.connect(factory.dsn("refills"))
+    killer.autocommit = True
+    with killer.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'tap-manufacturing:refills' "
+            "AND datname = current_database()"
+        )
+    killer.close()
+    rest = process.stdout.read()
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    run = TapRun(process.returncode, (b"".join(lines) + rest).decode(), "")
+    assert not run.of_type("ACTIVATE_VERSION")
+    announced = run.of_type("BATCH", "refills")
+    assert 1 <= len(announced) < 30  # 150,000 rows in files of 5,000
+    files = sorted(path.name for path in folder.iterdir())
+    assert files == sorted(Path(urlparse(m["manifest"][0]).path).name for m in announced)
+    assert all(len(Path(urlparse(m["manifest"][0]).path).read_bytes().splitlines()) == 5_000
+               for m in announced)  # fmt: skip
