@@ -8,7 +8,10 @@ a STATE message written after it covers only records the target can already read
 from __future__ import annotations
 
 import gzip
+import logging
 import os
+import re
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +23,14 @@ from singer_sdk.singerlib.messages import Message
 from tap_manufacturing.config import BatchSettings
 from tap_manufacturing.output import SingerOutput, encode
 
+logger = logging.getLogger("tap-manufacturing")
+
 GZIP_LEVEL = 1
 """Fastest gzip: the files live only until the target has read them."""
+
+STALE_AFTER_SECONDS = 24 * 3600
+"""A batch file of this stream older than this was left by a run that failed (the target
+deletes every file it reads, within seconds or minutes): the next run removes it."""
 
 
 class RowSink(Protocol):
@@ -79,6 +88,7 @@ class BatchFiles:
         self._write_message = write_message
         self._directory = Path(settings.directory)
         self._directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_files(self._directory, settings.prefix + stream)
         self._run = uuid.uuid4().hex[:12]
         self._files = 0
         self._file: IO[bytes] | None = None
@@ -136,3 +146,21 @@ class BatchFiles:
             self._file.close()
             self._path.unlink(missing_ok=True)
             self._file, self._path, self._rows_in_file = None, None, 0
+
+
+def remove_stale_files(directory: Path, base: str) -> int:
+    """Delete `base`'s batch files older than STALE_AFTER_SECONDS; returns how many.
+
+    Only names this writer makes (`<base>-<12 hex>-<5 digits>.jsonl[.gz][.partial]`) are
+    touched, so other streams' files and anything else in the folder stay.
+    """
+    name = re.compile(re.escape(base) + r"-[0-9a-f]{12}-[0-9]{5}\.jsonl(?:\.gz)?(?:\.partial)?")
+    cutoff = time.time() - STALE_AFTER_SECONDS
+    removed = 0
+    for path in directory.iterdir():
+        if name.fullmatch(path.name) and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        logger.info("Removed %d batch file(s) of '%s' left by an earlier run", removed, base)
+    return removed

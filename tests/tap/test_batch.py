@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -147,3 +149,25 @@ def test_a_read_that_fails_mid_stream_announces_only_whole_files(factory, run_ta
     assert files == sorted(Path(urlparse(m["manifest"][0]).path).name for m in announced)
     assert all(len(Path(urlparse(m["manifest"][0]).path).read_bytes().splitlines()) == 5_000
                for m in announced)  # fmt: skip
+
+
+def test_batch_files_left_by_a_failed_run_are_removed_after_a_day(factory, run_tap, tmp_path):
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    old = folder / "refills-0123456789ab-00007.jsonl"
+    old_partial = folder / "refills-0123456789ab-00008.jsonl.partial"
+    recent = folder / "refills-ba9876543210-00001.jsonl"  # perhaps still to be read
+    other = folder / "refills-notes.jsonl"  # not a name the tap writes
+    for path in (old, old_partial, recent, other):
+        path.write_text("{}\n")
+    two_days_ago = time.time() - 2 * 86400
+    for path in (old, old_partial, other):
+        os.utime(path, (two_days_ago, two_days_ago))
+    config = {**factory.config(), "batch_config": batch_config(folder)}
+    config["sources"] = {"refills": config["sources"]["refills"]}
+    run = run_tap(config)
+    assert not old.exists()
+    assert not old_partial.exists()
+    assert recent.exists()
+    assert other.exists()
+    assert "Removed 2 batch file(s) of 'refills' left by an earlier run" in run.stderr
