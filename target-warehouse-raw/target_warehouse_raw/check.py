@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 import psycopg2
+from singer_sdk.exceptions import ConfigValidationError
 
 from target_warehouse_raw.config import ConfigError, SourceSettings
 from target_warehouse_raw.db import WarehouseUnreachableError, connect, table_sql
@@ -105,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = run_check(cfg)
     except (WarehouseUnreachableError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except ConfigValidationError as exc:  # the SDK's message alone does not say which setting
+        print(f"error: {'; '.join(exc.errors) or exc}", file=sys.stderr)
         code = 2
     except Exception as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

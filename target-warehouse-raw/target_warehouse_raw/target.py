@@ -13,6 +13,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.sinks import BatchSink
 
 from target_warehouse_raw.config import (
+    SSL_MODES,
     ConfigError,
     drop_blank_environment,
     is_blank,
@@ -31,6 +32,17 @@ _SOURCE = th.ObjectType(
     th.Property("database", th.StringType, description="Database (default: the source name)."),
     th.Property("user", th.StringType, description="User (default postgres)."),
     th.Property("password", th.StringType, secret=True, description="Password."),
+    th.Property(
+        "sslmode",
+        th.StringType,
+        allowed_values=list(SSL_MODES),
+        description="libpq sslmode (default: libpq's, prefer).",
+    ),
+    th.Property(
+        "connect_timeout",
+        th.IntegerType,
+        description="Seconds to wait for a connection (default 10).",
+    ),
     th.Property("schema", th.StringType, description="Schema (default public)."),
     th.Property("table", th.StringType, description="Table (default <name>_production)."),
     additional_properties=False,
@@ -120,7 +132,8 @@ class TargetWarehouseRaw(Target):
         th.Property("check_sources", th.ObjectType(additional_properties=_SOURCE),
                     title="Check sources",
                     description="Only for `target-warehouse-raw-check`: source name -> "
-                    "{host, port, database, user, password, schema, table}; its row count is "
+                    "{host, port, database, user, password, sslmode, connect_timeout, schema, "
+                    "table}; its row count is "
                     "compared with the warehouse table of the stream with that name."),
     ).to_dict()  # fmt: skip
 

@@ -82,7 +82,11 @@ def test_check_passes_after_a_load_and_fails_after_a_source_changes(pipeline: Pi
 
 
 def test_config_comes_from_the_factory_variables_and_hides_passwords(pipeline: Pipeline):
-    pipeline.env.update(REFILLS_PASSWORD="refills-secret", WAREHOUSE_PASSWORD="warehouse-secret")
+    pipeline.env.update(
+        REFILLS_PASSWORD="refills-secret",
+        WAREHOUSE_PASSWORD="warehouse-secret",
+        REFILLS_SSLMODE="disable",
+    )
     for plugin in ("tap-manufacturing", "target-warehouse-raw"):
         listed = pipeline.meltano("config", "list", plugin)
         assert "secret" not in listed.output
@@ -94,9 +98,12 @@ def test_config_comes_from_the_factory_variables_and_hides_passwords(pipeline: P
     target = json.loads(pipeline.meltano("invoke", "--dump=config", "target-warehouse-raw").stdout)
     assert target["database"] == pipeline.warehouse.database
     assert target["schema"] == "raw"
+    # The check reaches the source as the tap does: same address, login, TLS and timeout.
     assert target["check_sources"]["refills"] == {
-        key: refills[key] for key in ("host", "port", "database", "user", "password")
+        key: refills[key]
+        for key in ("host", "port", "database", "user", "password", "sslmode", "connect_timeout")
     }
+    assert refills["sslmode"] == "disable"
 
 
 def test_unset_variables_fall_back_to_the_plugin_defaults(pipeline: Pipeline):

@@ -79,3 +79,34 @@ def test_check_exit_codes_for_failed_load_and_unreachable_warehouse(warehouse, r
     assert code == 2
     assert "cannot connect" in err
     assert "never-print-me" not in err + out
+
+
+def test_check_reaches_sources_with_their_sslmode_and_timeout(warehouse, run_target, make_database,
+                                                              pg_server):  # fmt: skip
+    source_db = make_database("bodies")
+    conn_src = __import__("psycopg2").connect(pg_server.dsn(source_db))
+    with conn_src, conn_src.cursor() as cursor:
+        cursor.execute("CREATE TABLE bodies_production AS SELECT 1 AS id")
+    conn_src.close()
+    text = singer(schema_message("bodies", {"id": {"type": "integer"}}, ["id"]),
+                  record("bodies", {"id": 1}))  # fmt: skip
+    assert run_target(text).returncode == 0
+    source = {"host": pg_server.host, "port": pg_server.port, "database": source_db,
+              "sslmode": "disable", "connect_timeout": 3}  # fmt: skip
+    path = warehouse.config_path.with_name("check.json")
+    path.write_text(json.dumps({**warehouse.config, "check_sources": {"bodies": source}}))
+    code, out, err = check(["--config", str(path)])
+    assert code == 0, out + err
+    assert " yes" in out
+    # verify-full needs a root certificate the client does not have: the source is
+    # unreachable, which the check reports without failing the warehouse side.
+    source["sslmode"] = "verify-full"
+    path.write_text(json.dumps({**warehouse.config, "check_sources": {"bodies": source}}))
+    code, out, err = check(["--config", str(path)])
+    assert code == 0, out + err
+    assert "unreachable" in out
+    source["sslmode"] = "sometimes"
+    path.write_text(json.dumps({**warehouse.config, "check_sources": {"bodies": source}}))
+    code, out, err = check(["--config", str(path)])
+    assert code != 0
+    assert "sslmode" in out + err
