@@ -7,6 +7,7 @@ a STATE message written after it covers only records the target can already read
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
@@ -20,6 +21,7 @@ from typing import IO, Protocol
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, SDKBatchMessage
 from singer_sdk.singerlib.messages import Message
 
+from tap_manufacturing.client import SourceError
 from tap_manufacturing.config import BatchSettings
 from tap_manufacturing.output import SingerOutput, encode
 
@@ -87,8 +89,11 @@ class BatchFiles:
         self._version = version
         self._write_message = write_message
         self._directory = Path(settings.directory)
-        self._directory.mkdir(parents=True, exist_ok=True)
-        remove_stale_files(self._directory, settings.prefix + stream)
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+            remove_stale_files(self._directory, settings.prefix + stream)
+        except OSError as exc:
+            raise batch_error(f"cannot use the batch folder {self._directory}", exc) from None
         self._run = uuid.uuid4().hex[:12]
         self._files = 0
         self._file: IO[bytes] | None = None
@@ -104,8 +109,11 @@ class BatchFiles:
                 self._open()
             take = min(len(rows) - start, size - self._rows_in_file)
             assert self._file is not None
-            self._file.write(b"\n".join(rows[start : start + take]))
-            self._file.write(b"\n")
+            try:
+                self._file.write(b"\n".join(rows[start : start + take]))
+                self._file.write(b"\n")
+            except OSError as exc:  # disk full, folder removed, ...
+                raise batch_error(f"cannot write {self._path}", exc) from None
             self._rows_in_file += take
             start += take
             if self._rows_in_file >= size:
@@ -115,9 +123,12 @@ class BatchFiles:
         """Close the current file (if any) and write its BATCH message."""
         if self._file is None or self._path is None:
             return
-        self._file.close()
         final = self._path.with_name(self._path.name.removesuffix(".partial"))
-        os.replace(self._path, final)
+        try:
+            self._file.close()
+            os.replace(self._path, final)
+        except OSError as exc:
+            raise batch_error(f"cannot finish {self._path}", exc) from None
         self._file, self._path, self._rows_in_file = None, None, 0
         compression = self._settings.compression
         self._write_message(
@@ -134,17 +145,21 @@ class BatchFiles:
         suffix = ".jsonl.gz" if self._settings.compression == "gzip" else ".jsonl"
         name = f"{self._settings.prefix}{self._stream}-{self._run}-{self._files:05d}{suffix}"
         self._path = self._directory / f"{name}.partial"
-        if self._settings.compression == "gzip":
-            self._file = gzip.open(self._path, "wb", compresslevel=GZIP_LEVEL)  # noqa: SIM115
-        else:
-            self._file = open(self._path, "wb")  # noqa: SIM115 - closed in flush()
+        try:
+            if self._settings.compression == "gzip":
+                self._file = gzip.open(self._path, "wb", compresslevel=GZIP_LEVEL)  # noqa: SIM115
+            else:
+                self._file = open(self._path, "wb")  # noqa: SIM115 - closed in flush()
+        except OSError as exc:
+            raise batch_error(f"cannot create {self._path}", exc) from None
 
     def discard(self) -> None:
         """After a failed read: remove the unfinished file (announced files stay the
         target's to read and delete)."""
         if self._file is not None and self._path is not None:
-            self._file.close()
-            self._path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the error being reported matters more
+                self._file.close()
+                self._path.unlink(missing_ok=True)
             self._file, self._path, self._rows_in_file = None, None, 0
 
 
@@ -164,3 +179,8 @@ def remove_stale_files(directory: Path, base: str) -> int:
     if removed:
         logger.info("Removed %d batch file(s) of '%s' left by an earlier run", removed, base)
     return removed
+
+
+def batch_error(action: str, exc: OSError) -> SourceError:
+    """A file-system failure as one clear error line (the tap exits 1, no traceback)."""
+    return SourceError(f"batch_config.storage.root: {action}: {exc.strerror or exc}")

@@ -171,3 +171,14 @@ def test_batch_files_left_by_a_failed_run_are_removed_after_a_day(factory, run_t
     assert recent.exists()
     assert other.exists()
     assert "Removed 2 batch file(s) of 'refills' left by an earlier run" in run.stderr
+
+
+def test_a_batch_folder_that_cannot_be_used_is_one_clear_error(factory, run_tap, tmp_path):
+    not_a_folder = tmp_path / "batches"
+    not_a_folder.write_text("a file where the folder should be")
+    run = run_tap({**factory.config(), "batch_config": batch_config(not_a_folder)}, check=False)
+    assert run.returncode == 1
+    assert f"batch_config.storage.root: cannot use the batch folder {not_a_folder}" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not run.of_type("BATCH")
+    assert not run.of_type("ACTIVATE_VERSION")
