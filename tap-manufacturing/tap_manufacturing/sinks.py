@@ -166,10 +166,10 @@ class BatchFiles:
 def remove_stale_files(directory: Path, base: str) -> int:
     """Delete `base`'s batch files older than STALE_AFTER_SECONDS; returns how many.
 
-    Only names this writer makes (`<base>-<12 hex>-<5 digits>.jsonl[.gz][.partial]`) are
+    Only names this writer makes (`<base>-<12 hex>-<5+ digits>.jsonl[.gz][.partial]`) are
     touched, so other streams' files and anything else in the folder stay.
     """
-    name = re.compile(re.escape(base) + r"-[0-9a-f]{12}-[0-9]{5}\.jsonl(?:\.gz)?(?:\.partial)?")
+    name = re.compile(re.escape(base) + r"-[0-9a-f]{12}-[0-9]{5,}\.jsonl(?:\.gz)?(?:\.partial)?")
     cutoff = time.time() - STALE_AFTER_SECONDS
     removed = 0
     for path in directory.iterdir():
