@@ -120,13 +120,18 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
-def _text(source: str, setting: str, value: object, default: str) -> str:
+def _string(value: object, default: str, subject: str) -> str:
+    """`value`, or `default` when blank; `subject` names the setting in the error."""
     if _blank(value):
         return default
     if not isinstance(value, str):
-        msg = f"source '{source}': setting '{setting}' must be a string"
+        msg = f"{subject} must be a string"
         raise ConfigError(msg)
     return value
+
+
+def _text(source: str, setting: str, value: object, default: str) -> str:
+    return _string(value, default, f"source '{source}': setting '{setting}'")
 
 
 def _integer(where: str, setting: str, value: object, default: int, low: int, high: int) -> int:
@@ -245,12 +250,7 @@ def parse_settings(config: Mapping[str, Any]) -> TapSettings:
 
 
 def _batch_text(setting: str, value: object, default: str) -> str:
-    if _blank(value):
-        return default
-    if not isinstance(value, str):
-        msg = f"setting 'batch_config.{setting}' must be a string"
-        raise ConfigError(msg)
-    return value
+    return _string(value, default, f"setting 'batch_config.{setting}'")
 
 
 def parse_batch(raw: object) -> BatchSettings | None:

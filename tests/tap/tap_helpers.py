@@ -186,3 +186,18 @@ def drop_databases(server: Any, names: Iterable[str]) -> None:
                 cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.close()
+
+
+def terminate_tap_connections(dsn: str, source: str) -> None:
+    """Cut the tap's connection to one source database, as a failing server would."""
+    killer = psycopg2.connect(dsn)
+    killer.autocommit = True
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND datname = current_database()",
+                (f"tap-manufacturing:{source}",),
+            )
+    finally:
+        killer.close()

@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import psycopg2
 import pytest
-from tap_helpers import TAP_EXECUTABLE, TapRun
+from tap_helpers import TAP_EXECUTABLE, TapRun, terminate_tap_connections
 
 pytestmark = pytest.mark.integration
 
@@ -129,15 +128,7 @@ def test_a_read_that_fails_mid_stream_announces_only_whole_files(factory, run_ta
     assert process.stdout is not None
     lines = [process.stdout.readline()]  # SCHEMA
     lines.append(process.stdout.readline())  # the first BATCH
-    killer = psycopg2.connect(factory.dsn("refills"))
-    killer.autocommit = True
-    with killer.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'tap-manufacturing:refills' "
-            "AND datname = current_database()"
-        )
-    killer.close()
+    terminate_tap_connections(factory.dsn("refills"), "refills")
     rest = process.stdout.read()
     process.wait(timeout=60)
     assert process.returncode != 0

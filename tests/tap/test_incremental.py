@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-import psycopg2
 import pytest
-from tap_helpers import TAP_EXECUTABLE, TapRun
+from tap_helpers import TAP_EXECUTABLE, TapRun, terminate_tap_connections
 
 pytestmark = pytest.mark.integration
 
@@ -115,15 +114,7 @@ def test_resume_after_connection_dropped_mid_read(factory, run_tap, tmp_path):
         lines.append(raw)
         if raw.startswith(b'{"type":"STATE"') and b"replication_key_value" in raw:
             break
-    killer = psycopg2.connect(factory.dsn("refills"))
-    killer.autocommit = True
-    with killer.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'tap-manufacturing:refills' "
-            "AND datname = current_database()"
-        )
-    killer.close()
+    terminate_tap_connections(factory.dsn("refills"), "refills")
     # Read on through the same buffered reader: communicate() would read the pipe's file
     # descriptor directly and skip what the line iterator has already buffered.
     rest = process.stdout.read()
