@@ -35,9 +35,18 @@ def _bin(name: str) -> Path:
     return VENV / folder / f"{name}{suffix}"
 
 
+# Besides the requirements, what an install compiles: an editable install builds the target's
+# C converter once, in place, and does not notice when its source changes.
+BUILD_INPUTS = [
+    ROOT / "target-warehouse-raw" / "setup.py",
+    ROOT / "target-warehouse-raw" / "target_warehouse_raw" / "_rowcopy.c",
+]
+
+
 def _requirements_fingerprint() -> str:
     digest = hashlib.sha256()
-    for path in [ROOT / "pyproject.toml", *(ROOT / p / "pyproject.toml" for p in PLUGINS)]:
+    manifests = [ROOT / "pyproject.toml", *(ROOT / p / "pyproject.toml" for p in PLUGINS)]
+    for path in [*manifests, *BUILD_INPUTS]:
         digest.update(path.name.encode())
         if path.exists():
             digest.update(path.read_bytes())

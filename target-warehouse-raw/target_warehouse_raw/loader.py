@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import re
 import threading
@@ -111,6 +112,14 @@ class StreamLoader:
         self.cfg = session.cfg
         self.method = self.cfg.load_method
         self.stream = stream
+        # The stream's name as a RECORD line spells it, for the compiled path; None when JSON
+        # would escape it (such lines take the Python path).
+        self.stream_json: bytes | None = None
+        try:
+            if json.dumps(stream, ensure_ascii=False)[1:-1] == stream:
+                self.stream_json = stream.encode()
+        except UnicodeError:
+            pass
         self.table = table
         self.table_sql = table_sql(self.cfg.schema, table)
         self.columns = columns
@@ -346,14 +355,28 @@ class StreamLoader:
         self._append(row, line, version)
 
     def add_line(self, line: int, text: bytes) -> bool:
-        """A whole RECORD line of this stream in one pass: envelope and typed record decoded
-        together, then formatted. Returns False, having changed nothing, for any line that
+        """A whole RECORD line of this stream in one pass: by the compiled converter where it
+        takes the line, else envelope and typed record decoded together, then formatted. Both
+        give the same row. Returns False, having changed nothing, for any line that
         needs more (a value the typed decoder refuses, NUL characters, a first versioned
         record that adds the version column); the caller then takes add()'s exact path.
         """
+        encoder = self.encoder()
+        native = encoder.native
+        if native is not None and self.stream_json is not None:
+            converted = native.convert(text, self.stream_json)
+            if converted is not None:
+                row, version = converted
+                if (
+                    version is not None
+                    and not self.batch.has_version
+                    and self._needs_version_column()
+                ):
+                    return False
+                self._append(row, line, version)
+                return True
         if b"\\u0000" in text:
             return False
-        encoder = self.encoder()
         try:
             message = encoder.decode_line(text)
         except msgspec.DecodeError:  # includes ValidationError

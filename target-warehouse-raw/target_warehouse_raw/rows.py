@@ -12,6 +12,10 @@ exactly as before (numeric digits and scale, NaN/Infinity, timestamps, intervals
 A record the typed decoder refuses takes the exact path: validate.py names the problem; a
 record that passes it (a float for an integer column, a lone surrogate escape) is decoded
 again with every field as `msgspec.Raw`, and the server judges the value.
+
+Ahead of all this, `RowEncoder.native` (the C module `_rowcopy`, when the install could build
+it) turns a common RECORD line into the very same COPY line in one pass, about four times
+faster; it answers None for anything unusual, and the Python path above takes that line.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ import msgspec
 
 from target_warehouse_raw.types import Column
 from target_warehouse_raw.validate import RecordValidator, Violation
+
+try:  # the compiled hot path; see _rowcopy.c and setup.py
+    from target_warehouse_raw import _rowcopy
+except ImportError:  # pragma: no cover - installed where no C compiler was at hand
+    _rowcopy = None
 
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -196,6 +205,9 @@ class RowEncoder:
         )  # fmt: skip
         self.decode_line = msgspec.json.Decoder(line_struct).decode
         """A whole RECORD line, envelope and typed record in one pass (StreamLoader.add_line)."""
+        self.native = None if self.has_metadata else native_plan(data, types)
+        """`convert(line, stream) -> (row, version) | None`: the same row as decode_line and
+        format_plain/format_escaped give, or None where those must decide (see _rowcopy.c)."""
         self._raw = msgspec.json.Decoder(struct([msgspec.Raw] * len(props))).decode
         self.format_escaped = self._build(data, types, params, plain=False)
         self.format_plain = self._build(data, types, params, plain=True)
@@ -329,6 +341,50 @@ class RowEncoder:
             except (ConversionError, UnicodeError):
                 return column
         return None
+
+
+def native_plan(data: Sequence[Column], types: Sequence[Any]) -> Any:
+    """The compiled converter for these columns and their msgspec types, or None: no C
+    module, or a column it does not handle (base64 bytea, an unknown JSON type name)."""
+    if _rowcopy is None or not data:
+        return None
+    native_raw = {
+        _raw_text: _rowcopy.K_RAW_TEXT,
+        json_text: _rowcopy.K_RAW_JSON,
+        array_text: _rowcopy.K_RAW_ARRAY,
+        _boolean_raw: _rowcopy.K_RAW_BOOLEAN,
+    }
+    type_bits = {
+        "string": _rowcopy.T_STRING, "number": _rowcopy.T_NUMBER, "object": _rowcopy.T_OBJECT,
+        "array": _rowcopy.T_ARRAY, "boolean": _rowcopy.T_BOOLEAN, "null": _rowcopy.T_NULL,
+    }  # fmt: skip
+    fields = []
+    for column, field_type in zip(data, types, strict=True):
+        flags = _rowcopy.F_REQUIRED if column.required else 0
+        allowed_bits = -1
+        if field_type is msgspec.Raw:
+            kind = native_raw.get(raw_converter(column.kind))
+            allowed = column.json_types
+            if column.key and allowed is not None:
+                allowed = allowed - {"null"}
+            if allowed is not None:
+                if not allowed <= type_bits.keys():
+                    return None
+                allowed_bits = sum(type_bits[name] for name in allowed)
+        else:
+            optional = hasattr(field_type, "__args__")  # `base | None`
+            base = field_type.__args__[0] if optional else field_type
+            kind = {str: _rowcopy.K_STR, bool: _rowcopy.K_BOOL, int: _rowcopy.K_INT}.get(base)
+            if optional:
+                flags |= _rowcopy.F_NULL_OK
+        if kind is None or column.kind == "bytea64":
+            return None
+        try:
+            name = column.prop.encode()
+        except UnicodeError:  # a lone surrogate in a property name: the Python path
+            return None
+        fields.append((name, kind, flags, allowed_bits))
+    return _rowcopy.RowPlan(fields)
 
 
 def batch_time() -> str:
