@@ -537,6 +537,53 @@ static int expect_string(cur *pp, cur end, const char *want, Py_ssize_t want_len
 
 enum { SEEN_TYPE = 1, SEEN_STREAM = 2, SEEN_RECORD = 4, SEEN_VERSION = 8, SEEN_TIME = 16 };
 
+/* The row of the record just scanned: fields in column order, TAB-separated, absent
+ * optional ones as \N, newline-terminated. None when a required column is absent. */
+static PyObject *build_row(RowPlan *self) {
+    Py_ssize_t size = self->nfields; /* separators and newline */
+    for (Py_ssize_t i = 0; i < self->nfields; i++) {
+        if (self->offsets[i] == -1) {
+            if (self->fields[i].flags & F_REQUIRED) Py_RETURN_NONE;
+            size += 2;
+        } else {
+            size += self->lengths[i];
+        }
+    }
+    PyObject *row = PyBytes_FromStringAndSize(NULL, size);
+    if (row == NULL) return NULL;
+    char *out = PyBytes_AS_STRING(row);
+    for (Py_ssize_t i = 0; i < self->nfields; i++) {
+        if (i) *out++ = '\t';
+        if (self->offsets[i] == -1) {
+            *out++ = '\\';
+            *out++ = 'N';
+        } else {
+            memcpy(out, self->values.data + self->offsets[i], (size_t)self->lengths[i]);
+            out += self->lengths[i];
+        }
+    }
+    *out = '\n';
+    return row;
+}
+
+/* convert_record(record) -> row | None: a bare record object (a line of a BATCH file, or
+ * the record of a RECORD message the general path decoded). */
+static PyObject *RowPlan_convert_record(RowPlan *self, PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "convert_record(record: bytes)");
+        return NULL;
+    }
+    cur p = (cur)PyBytes_AS_STRING(arg);
+    cur end = p + PyBytes_GET_SIZE(arg);
+    self->values.len = 0;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{') Py_RETURN_NONE;
+    int rc = scan_record(self, &p, end);
+    if (rc == NOMEM) return NULL;
+    if (rc != OK || skip_ws(p, end) != end) Py_RETURN_NONE;
+    return build_row(self);
+}
+
 /* convert(line, stream) -> (row, version) | None */
 static PyObject *RowPlan_convert(RowPlan *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
@@ -614,30 +661,8 @@ static PyObject *RowPlan_convert(RowPlan *self, PyObject *const *args, Py_ssize_
     if ((seen & (SEEN_TYPE | SEEN_STREAM | SEEN_RECORD)) != (SEEN_TYPE | SEEN_STREAM | SEEN_RECORD))
         Py_RETURN_NONE;
 
-    /* the row: fields in column order, TAB-separated, absent optional ones as \N */
-    Py_ssize_t size = self->nfields; /* separators and newline */
-    for (Py_ssize_t i = 0; i < self->nfields; i++) {
-        if (self->offsets[i] == -1) {
-            if (self->fields[i].flags & F_REQUIRED) Py_RETURN_NONE;
-            size += 2;
-        } else {
-            size += self->lengths[i];
-        }
-    }
-    PyObject *row = PyBytes_FromStringAndSize(NULL, size);
-    if (row == NULL) return NULL;
-    char *out = PyBytes_AS_STRING(row);
-    for (Py_ssize_t i = 0; i < self->nfields; i++) {
-        if (i) *out++ = '\t';
-        if (self->offsets[i] == -1) {
-            *out++ = '\\';
-            *out++ = 'N';
-        } else {
-            memcpy(out, self->values.data + self->offsets[i], (size_t)self->lengths[i]);
-            out += self->lengths[i];
-        }
-    }
-    *out = '\n';
+    PyObject *row = build_row(self);
+    if (row == NULL || row == Py_None) return row;
     PyObject *version_obj = has_version ? PyLong_FromLongLong(version) : Py_NewRef(Py_None);
     if (version_obj == NULL) {
         Py_DECREF(row);
@@ -707,6 +732,8 @@ static PyMethodDef RowPlan_methods[] = {
     {"convert", (PyCFunction)(void (*)(void))RowPlan_convert, METH_FASTCALL,
      "convert(line, stream) -> (COPY row bytes, version or None), or None: the Python path "
      "decides."},
+    {"convert_record", (PyCFunction)RowPlan_convert_record, METH_O,
+     "convert_record(record) -> COPY row bytes, or None: the Python path decides."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -307,6 +307,11 @@ class RowEncoder:
         self, raw: bytes, line: int, version: int | None, extracted: str | None, now: str
     ) -> bytes:
         """One record as one COPY line; raises Violation (naming the property) if it cannot."""
+        native = self.native
+        if native is not None:
+            row = native.convert_record(raw)
+            if row is not None:
+                return row
         try:
             if b"\\" not in raw:
                 return self.format_plain(self._typed(raw), line, version, extracted, now)
