@@ -6,12 +6,10 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
-from singer_sdk.sql import SQLConnector
 
 from tap_manufacturing.config import SourceSettings
 
@@ -96,35 +94,3 @@ def prefetched(cursor: psycopg2.extensions.cursor, size: int) -> Iterator[list[t
     finally:
         stop.set()
         reader.join()
-
-
-class ManufacturingConnector(SQLConnector):
-    """The SDK connector for one source; it carries that source's settings.
-
-    The SDK's SQLStream expects a connector per stream. Reads and discovery go through
-    psycopg2 directly (see `connect`), so this class only provides the SQLAlchemy URL.
-    """
-
-    allow_temp_tables = False
-    allow_column_alter = False
-    allow_merge_upsert = False
-
-    def __init__(self, source: SourceSettings, config: dict[str, Any] | None = None) -> None:
-        """Remember the source; the SDK's engine is only built if something asks for it."""
-        self.source = source
-        super().__init__(config=config or {})
-
-    def get_sqlalchemy_url(self, config: dict[str, Any]) -> str:
-        """The source's URL for SQLAlchemy (psycopg2 driver)."""
-        import sqlalchemy as sa
-
-        url = sa.engine.URL.create(
-            "postgresql+psycopg2",
-            username=self.source.user,
-            password=self.source.password,
-            host=self.source.host,
-            port=self.source.port,
-            database=self.source.database,
-            query={"sslmode": self.source.sslmode},
-        )
-        return url.render_as_string(hide_password=False)
