@@ -35,11 +35,13 @@ def _bin(name: str) -> Path:
     return VENV / folder / f"{name}{suffix}"
 
 
-# Besides the requirements, what an install compiles: an editable install builds the target's
-# C converter once, in place, and does not notice when its source changes.
+# Besides the requirements, what an install compiles: an editable install builds the plugins'
+# C modules once, in place, and does not notice when their sources change.
 BUILD_INPUTS = [
     ROOT / "target-warehouse-raw" / "setup.py",
     ROOT / "target-warehouse-raw" / "target_warehouse_raw" / "_rowcopy.c",
+    ROOT / "tap-manufacturing" / "setup.py",
+    ROOT / "tap-manufacturing" / "tap_manufacturing" / "_rekey.c",
 ]
 
 

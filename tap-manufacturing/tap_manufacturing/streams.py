@@ -12,6 +12,7 @@ digit is lost) and handed to the SDK's own per-record path instead.
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
     from singer_sdk.singerlib import MetadataMapping
 
+try:  # the read path's C re-keying; see _rekey.c and setup.py
+    from tap_manufacturing import _rekey
+except ImportError:  # pragma: no cover - installed where no C compiler was at hand
+    _rekey = None
+
 try:  # Python 3.12+
     from typing import override
 except ImportError:  # pragma: no cover
@@ -44,6 +50,10 @@ except ImportError:  # pragma: no cover
 
 ROW_ALIAS = "_tap_manufacturing_row"
 """Alias of the row subquery; unlike `t`, it cannot be mistaken for a column name."""
+
+MAX_ARRAY_COLUMNS = 100
+"""json_build_array takes at most 100 arguments (the server's FUNC_MAX_ARGS); wider
+selections are read as row_to_json objects."""
 
 
 def quote_ident(name: str) -> str:
@@ -202,7 +212,15 @@ class ManufacturingStream(Stream):
             and not maps[0].flattening_enabled
         )
 
-    def _build_query(self, table: TableInfo, starting_value: Any) -> tuple[str, list]:
+    def _build_query(
+        self, table: TableInfo, starting_value: Any, *, fast: bool
+    ) -> tuple[str, list, tuple[bytes, ...] | None]:
+        """The read query, its parameters, and the JSON keys when rows come as arrays.
+
+        Each row comes as the JSON object row_to_json renders, or, on the fast path with the C
+        module at hand, as the array json_build_array renders, which costs the server about a
+        third less; _rekey puts the keys back, giving the same objects (see _rekey.c).
+        """
         selected = list(self.get_selected_schema().get("properties", {}))
         expressions = []
         for name in selected:
@@ -238,8 +256,15 @@ class ManufacturingStream(Stream):
             outer_extra = f", to_json({ROW_ALIAS}.{quote_ident(key)})::text"
         if self.ABORT_AT_RECORD_COUNT is not None:
             inner += f" LIMIT {int(self.ABORT_AT_RECORD_COUNT) + 1}"
-        query = f"SELECT row_to_json({ROW_ALIAS})::text{outer_extra} FROM ({inner}) AS {ROW_ALIAS}"
-        return query, params
+        if fast and _rekey is not None and len(selected) <= MAX_ARRAY_COLUMNS:
+            values = ", ".join(f"{ROW_ALIAS}.{quote_ident(name)}" for name in selected)
+            keys = tuple(json.dumps(name, ensure_ascii=False).encode() for name in selected)
+            rendered = f"json_build_array({values})::text"
+        else:
+            keys = None
+            rendered = f"row_to_json({ROW_ALIAS})::text"
+        query = f"SELECT {rendered}{outer_extra} FROM ({inner}) AS {ROW_ALIAS}"
+        return query, params, keys
 
     def _log_progress(self, rows: int, started: float, *, final: bool) -> None:
         seconds = max(time.monotonic() - started, 1e-9)
@@ -285,7 +310,7 @@ class ManufacturingStream(Stream):
             except psycopg2.Error as exc:
                 raise describe_error(self.source, exc, action) from None
             starting = self.get_starting_replication_key_value(context)
-            query, params = self._build_query(table, starting)
+            query, params, keys = self._build_query(table, starting, fast=fast)
             connection.set_session(
                 isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ,
                 readonly=True,
@@ -295,7 +320,7 @@ class ManufacturingStream(Stream):
                 psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cursor)
                 cursor.execute(query, params)
                 if fast:
-                    rows = self._write_fast(cursor, started)
+                    rows = self._write_fast(cursor, started, keys)
                 else:
                     for row in self._read_slow(cursor):
                         rows += 1
@@ -323,8 +348,13 @@ class ManufacturingStream(Stream):
             return RecordLines(self._output, self.name, self._stream_version)
         return BatchFiles(batch, self.name, self._stream_version, self._tap.write_message)
 
-    def _write_fast(self, cursor: psycopg2.extensions.cursor, started: float) -> int:
-        """Write the server's row JSON straight to the sink; returns the row count."""
+    def _write_fast(
+        self, cursor: psycopg2.extensions.cursor, started: float, keys: tuple[bytes, ...] | None
+    ) -> int:
+        """Write the server's row JSON straight to the sink; returns the row count.
+
+        With `keys`, rows come as JSON arrays and get their keys back first (see _rekey.c).
+        """
         sink = self._sink()
         key = self.replication_key
         fetch = self.settings.fetch_size
@@ -337,7 +367,11 @@ class ManufacturingStream(Stream):
             for batch in prefetched(cursor, fetch):
                 self._release_schema()
                 extracted = datetime.datetime.now(datetime.timezone.utc).isoformat()
-                sink.write([row[0] for row in batch], extracted)
+                if keys is None:
+                    sink.write([row[0] for row in batch], extracted)
+                else:
+                    assert _rekey is not None
+                    sink.write(_rekey.objects(batch, keys), extracted)
                 rows += len(batch)
                 since_state += len(batch)
                 if key:

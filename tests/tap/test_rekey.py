@@ -1,0 +1,81 @@
+"""The fast read path's json_build_array rows, re-keyed in C, against row_to_json objects.
+
+The tap asks the server for each row as a JSON array (cheaper for the server) and puts the
+column names back (_rekey.c). That is only right if the result is byte for byte the object
+row_to_json renders; these tests check it on every type the tap carries, and the re-keying
+itself on hard JSON.
+"""
+
+from __future__ import annotations
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+from tap_helpers import run_sql
+from test_types import TYPES_DDL
+
+from tap_manufacturing import streams
+from tap_manufacturing.client import connect
+from tap_manufacturing.config import SourceSettings
+from tap_manufacturing.discovery import describe_table
+from tap_manufacturing.streams import ROW_ALIAS, quote_ident
+from tap_manufacturing.types import select_expression
+
+rekey = pytest.importorskip("tap_manufacturing._rekey", reason="no C compiler at install")
+
+KEYS = (b'"a"', b'"b,c"', b'"d"', b'"\\u00e9\\"x"', b'"e"', b'"f"')
+
+
+def test_arrays_get_their_keys_back_with_values_copied_exactly():
+    row = (b'[1.50, "x, ]} \\" \\\\", null, {"k": [1, {"n": "]"}], "e": {}}, ["a", []], false]',)
+    assert rekey.objects([row], KEYS) == [
+        b'{"a":1.50,"b,c":"x, ]} \\" \\\\","d":null,'
+        b'"\\u00e9\\"x":{"k": [1, {"n": "]"}], "e": {}},"e":["a", []],"f":false}'
+    ]
+    assert rekey.objects([], KEYS) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"[1, 2]", b"[1, 2, 3, 4, 5, 6, 7]", b"{}", b"[1, 2, 3, 4, 5, 6", b'[1, 2, 3, 4, 5, "6]'],
+)
+def test_a_row_that_is_not_an_array_of_one_value_per_key_is_an_error(text):
+    with pytest.raises(ValueError, match="row 0 of the batch is not a JSON array of 6 values"):
+        rekey.objects([(text,)], KEYS)
+
+
+def test_the_tap_reads_arrays_when_it_can():
+    assert streams._rekey is rekey
+
+
+@pytest.mark.integration
+def test_every_type_re_keyed_is_exactly_what_row_to_json_renders(pg_server, make_database):
+    database = make_database("refills")
+    run_sql(pg_server.dsn(database), TYPES_DDL)
+    source = SourceSettings(
+        name="refills",
+        host=pg_server.host,
+        port=pg_server.port,
+        database=database,
+        user=pg_server.user,
+        table="refills_production",
+    )
+    with connect(source) as connection:
+        table = describe_table(connection, source)
+        names = [column.name for column in table.columns]
+        selected = ", ".join(
+            f"{select_expression(column.type, quote_ident(column.name))} AS "
+            f"{quote_ident(column.name)}"
+            for column in table.columns
+        )
+        inner = f"SELECT {selected} FROM public.refills_production ORDER BY id"
+        values = ", ".join(f"{ROW_ALIAS}.{quote_ident(name)}" for name in names)
+        with connection.cursor() as cursor:
+            psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cursor)
+            cursor.execute(f"SELECT row_to_json({ROW_ALIAS})::text FROM ({inner}) {ROW_ALIAS}")
+            objects = [row[0] for row in cursor.fetchall()]
+            cursor.execute(f"SELECT json_build_array({values})::text FROM ({inner}) {ROW_ALIAS}")
+            arrays = cursor.fetchall()
+    keys = tuple(f'"{name}"'.encode() for name in names)
+    assert len(objects) == 4
+    assert rekey.objects(arrays, keys) == objects
