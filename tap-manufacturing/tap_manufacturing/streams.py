@@ -1,8 +1,9 @@
 """ManufacturingStream: read one source table and write it as Singer messages.
 
-The fast path lets PostgreSQL render every row as JSON (`row_to_json`) inside a
-REPEATABLE READ READ ONLY transaction, fetches it from a server-side cursor in large
-batches, and writes RECORD lines by concatenating bytes around the server-made JSON (or,
+The fast path lets PostgreSQL render every row as JSON (a `json_build_array` array whose
+keys _rekey.c puts back, the same text `row_to_json` gives at about two thirds of the server's
+cost) inside a REPEATABLE READ READ ONLY transaction, fetches it from a server-side cursor in
+large batches, and writes RECORD lines by concatenating bytes around the server-made JSON (or,
 with `batch_config`, JSON Lines files announced by BATCH messages): no per-row dict and no
 per-row encoding. When the user configured stream maps or flattening,
 or the SDK runs a dry run with a record limit, rows are decoded (floats as Decimal, so no

@@ -213,5 +213,5 @@ def property_schema(pg: PgType, *, not_null: bool) -> dict[str, Any]:
 
 
 def select_expression(pg: PgType, quoted_column: str) -> str:
-    """The SQL expression that renders the column for row_to_json."""
+    """The SQL expression whose JSON form (row_to_json, json_build_array) is the value."""
     return map_type(pg).expression(quoted_column)
