@@ -43,7 +43,10 @@ static int buf_reserve(Buffer *b, Py_ssize_t extra) {
     Py_ssize_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + extra) cap *= 2;
     char *data = PyMem_Realloc(b->data, (size_t)cap);
-    if (data == NULL) return -1;
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     b->data = data;
     b->cap = cap;
     return 0;

@@ -8,9 +8,12 @@ itself on hard JSON.
 
 from __future__ import annotations
 
+import msgspec
 import psycopg2
 import psycopg2.extensions
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tap_helpers import run_sql
 from test_types import TYPES_DDL
 
@@ -79,3 +82,26 @@ def test_every_type_re_keyed_is_exactly_what_row_to_json_renders(pg_server, make
     keys = tuple(f'"{name}"'.encode() for name in names)
     assert len(objects) == 4
     assert rekey.objects(arrays, keys) == objects
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    cut=st.integers(min_value=0, max_value=120),
+    position=st.integers(min_value=0, max_value=120),
+    byte=st.integers(min_value=0, max_value=255),
+)
+def test_damaged_rows_are_refused_or_re_keyed_without_reading_past_them(cut, position, byte):
+    text = b'[1.50, "x, ]} \\" \\\\", null, {"k": [1, {"n": "]"}]}, ["a", []], false]'
+    damaged = bytearray(text[: max(1, len(text) - cut % len(text))])
+    damaged[position % len(damaged)] = byte
+    try:
+        (result,) = rekey.objects([(bytes(damaged),)], KEYS)
+    except ValueError:
+        return
+    try:  # where the damaged row is still a JSON array of 6 values: the same values, keyed
+        values = msgspec.json.decode(bytes(damaged))
+    except (msgspec.DecodeError, UnicodeError):
+        return  # the server never sends invalid JSON; only "no crash" matters here
+    if isinstance(values, list) and len(values) == len(KEYS):
+        keys = [msgspec.json.decode(key) for key in KEYS]
+        assert msgspec.json.decode(result) == dict(zip(keys, values, strict=True))

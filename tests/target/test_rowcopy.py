@@ -298,3 +298,23 @@ def test_generated_records_convert_exactly_as_the_python_path_or_not_at_all(data
         row = encoder.native.convert_record(raw)
         if row is not None:
             assert row == reference.encode(raw, 1, None, None, "now"), raw
+
+
+@needs_converter
+@settings(max_examples=500, deadline=None)
+@given(
+    base=st.sampled_from(HARD_LINES),
+    cut=st.integers(min_value=0, max_value=400),
+    position=st.integers(min_value=0, max_value=400),
+    byte=st.integers(min_value=0, max_value=255),
+)
+def test_damaged_lines_are_refused_or_converted_exactly(base, cut, position, byte):
+    # Truncated lines and lines with one byte changed: the converter never reads past the
+    # line, never crashes, and whatever it still converts, it converts as Python would.
+    encoder = RowEncoder(WIDE, {})
+    damaged = bytearray(base[: max(1, len(base) - cut % len(base))])
+    damaged[position % len(damaged)] = byte
+    text = bytes(damaged)
+    converted = encoder.native.convert(text, STREAM.encode())
+    if converted is not None:
+        assert converted == python_path(encoder, text), text
