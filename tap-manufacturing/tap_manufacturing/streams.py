@@ -300,6 +300,12 @@ class ManufacturingStream(Stream):
                 "record limit; its records go out as RECORD messages",
                 self.name,
             )
+        if fast and _rekey is None:
+            self.logger.info(
+                "Stream '%s': rows rendered by row_to_json (the C re-keying module was not "
+                "built at install: no C compiler; the same records, at more server CPU)",
+                self.name,
+            )
         action = f"read {self.source.schema}.{self.source.table}"
         started = time.monotonic()
         rows = 0

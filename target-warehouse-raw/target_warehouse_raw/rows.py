@@ -348,6 +348,11 @@ class RowEncoder:
         return None
 
 
+def native_converter_built() -> bool:
+    """Whether the install built the C converter (see _rowcopy.c)."""
+    return _rowcopy is not None
+
+
 def native_plan(data: Sequence[Column], types: Sequence[Any]) -> Any:
     """The compiled converter for these columns and their msgspec types, or None: no C
     module, or a column it does not handle (base64 bytea, an unknown JSON type name)."""

@@ -24,6 +24,7 @@ from target_warehouse_raw.db import WarehouseUnreachableError
 from target_warehouse_raw.errors import InterruptedError_, LoadError
 from target_warehouse_raw.message_reader import WarehouseRawReader
 from target_warehouse_raw.reader import Message
+from target_warehouse_raw.rows import native_converter_built
 from target_warehouse_raw.session import LoadSession
 
 _SOURCE = th.ObjectType(
@@ -149,6 +150,13 @@ class TargetWarehouseRaw(Target):
         self.message_reader.on_failure = self.session.abort
         self.message_reader.on_end = self.session.finish
         self.message_reader.fast_records = self.session.fast_records
+        if native_converter_built():
+            self.logger.info("Record conversion: compiled (C)")
+        else:
+            self.logger.info(
+                "Record conversion: Python (the C converter was not built at install: no C "
+                "compiler; the same rows, at about twice the CPU per record)"
+            )
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Blank values (null, "") mean "use the default", so drop them before validating."""

@@ -12,6 +12,7 @@ import msgspec
 import psycopg2
 import psycopg2.extensions
 import pytest
+from c_modules import without_c_modules
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tap_helpers import run_sql
@@ -105,3 +106,26 @@ def test_damaged_rows_are_refused_or_re_keyed_without_reading_past_them(cut, pos
     if isinstance(values, list) and len(values) == len(KEYS):
         keys = [msgspec.json.decode(key) for key in KEYS]
         assert msgspec.json.decode(result) == dict(zip(keys, values, strict=True))
+
+
+@pytest.mark.integration
+def test_without_its_c_module_the_tap_writes_the_same_records(
+    pg_server, make_database, run_tap, tmp_path
+):
+    # Where no C compiler was at hand at install, the server renders row_to_json objects:
+    # the same RECORD lines, and a log line that says so.
+    database = make_database("refills")
+    run_sql(pg_server.dsn(database), TYPES_DDL)
+    source = {"host": pg_server.host, "port": pg_server.port, "user": pg_server.user}
+    config = {"sources": {"refills": {**source, "database": database}}}
+
+    def records(run) -> list[bytes]:
+        lines = [line.encode() for line in run.stdout.splitlines()]
+        return [line.split(b',"version"')[0] for line in lines if b'"RECORD"' in line]
+
+    compiled = run_tap(config)
+    python_only = run_tap(config, env=without_c_modules(tmp_path))
+    assert "rows rendered by row_to_json" in python_only.stderr
+    assert "rows rendered by row_to_json" not in compiled.stderr
+    assert len(records(compiled)) == 4
+    assert records(python_only) == records(compiled)

@@ -5,6 +5,7 @@ pipes Singer input into the real `target-warehouse-raw` executable, exactly as
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -115,7 +116,13 @@ def singer(*messages: dict | str) -> str:
 def run_target(warehouse) -> Callable[..., Run]:
     """Pipe Singer text (or a .singer file under data/) into the real executable."""
 
-    def run(source: str | Path, *, config: dict | None = None, timeout: float = 120) -> Run:
+    def run(
+        source: str | Path,
+        *,
+        config: dict | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+    ) -> Run:
         text = source.read_text() if isinstance(source, Path) else source
         config_path = warehouse.config_path
         if config:
@@ -127,6 +134,7 @@ def run_target(warehouse) -> Callable[..., Run]:
             capture_output=True,
             timeout=timeout,
             check=False,
+            env={**os.environ, **(env or {})},
         )
         return Run(done.returncode, done.stdout.decode(), done.stderr.decode())
 

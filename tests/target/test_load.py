@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from c_modules import without_c_modules
 from conftest import DATA, record, schema_message, singer
 
 pytestmark = pytest.mark.integration
@@ -324,3 +325,38 @@ def test_single_pass_and_general_record_paths_load_the_same_table(warehouse, run
     assert run_target(singer(schema, *spaced, activate)).returncode == 0
     assert warehouse.query(query) == single_pass
     assert [row[0] for row in single_pass] == [1, 2, 3, 4]
+
+
+def test_without_its_c_converter_the_target_loads_the_same_table(warehouse, run_target, tmp_path):
+    # Where no C compiler was at hand at install, the Python path does all the work: the same
+    # table, and a log line that says which conversion ran.
+    props = {
+        "id": {"type": "integer"},
+        "t": {"type": ["string", "null"]},
+        "n": {"type": ["number", "string", "null"], "x-sql-datatype": "numeric"},
+        "ok": {"type": ["boolean", "null"]},
+        "tags": {"type": ["array", "null"], "x-sql-datatype": "text[]"},
+        "doc": {"type": ["object", "null"], "x-sql-datatype": "jsonb"},
+    }
+    rows = [
+        {"id": 1, "t": "a\tb\\c\n", "n": 1.25, "ok": True, "tags": ["x", None, 'q"'], "doc": {}},
+        {"id": 2, "t": "ünï😀", "n": "NaN", "ok": None, "tags": [], "doc": {"k": [1, "\n"]}},
+        {"id": 3, "n": -7e-3},
+    ]
+    lines = [json.dumps(record("c", r, version=9), separators=(",", ":")) for r in rows]
+    text = singer(
+        schema_message("c", props, ["id"]),
+        *lines,
+        {"type": "ACTIVATE_VERSION", "stream": "c", "version": 9},
+    )
+    query = "SELECT id, t, n::text, ok, tags, doc FROM raw.c ORDER BY id"
+    compiled = run_target(text)
+    assert compiled.returncode == 0, compiled.stderr
+    assert "Record conversion: compiled (C)" in compiled.stderr
+    loaded = warehouse.query(query)
+
+    python_only = run_target(text, env=without_c_modules(tmp_path))
+    assert python_only.returncode == 0, python_only.stderr
+    assert "Record conversion: Python (the C converter was not built" in python_only.stderr
+    assert warehouse.query(query) == loaded
+    assert [row[0] for row in loaded] == [1, 2, 3]
