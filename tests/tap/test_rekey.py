@@ -129,3 +129,32 @@ def test_without_its_c_module_the_tap_writes_the_same_records(
     assert "rows rendered by row_to_json" not in compiled.stderr
     assert len(records(compiled)) == 4
     assert records(python_only) == records(compiled)
+
+
+@pytest.mark.integration
+def test_a_table_wider_than_json_build_array_takes_is_read_with_row_to_json(
+    pg_server, make_database, run_tap
+):
+    # json_build_array takes at most 100 arguments: a wider selection is read as row_to_json
+    # objects on the same fast path, and its records are just as complete.
+    database = make_database("refills")
+    names = [f"c{i}" for i in range(1, streams.MAX_ARRAY_COLUMNS + 5)]
+    columns = ", ".join(f"{name} integer" for name in names)
+    values = ", ".join(str(i) for i in range(1, len(names) + 1))
+    run_sql(
+        pg_server.dsn(database),
+        f"CREATE TABLE refills_production (id integer PRIMARY KEY, {columns}, note text);"
+        f"INSERT INTO refills_production VALUES (1, {values}, 'a \"b\"'), (2, {values}, NULL);",
+    )
+    source = {"host": pg_server.host, "port": pg_server.port, "user": pg_server.user}
+    run = run_tap({"sources": {"refills": {**source, "database": database}}})
+    records = [
+        msgspec.json.decode(line)["record"]
+        for line in run.stdout.splitlines()
+        if '"type":"RECORD"' in line
+    ]
+    expected = {name: i for i, name in enumerate(names, start=1)}
+    assert records == [
+        {"id": 1, **expected, "note": 'a "b"'},
+        {"id": 2, **expected, "note": None},
+    ]
