@@ -298,17 +298,20 @@ def test_records_without_json_escapes_land_exactly_too(warehouse, run_target):
     ]
 
 
+# One column of each kind the record paths treat differently (for the path-equality tests).
+MIXED_PROPERTIES = {
+    "id": {"type": "integer"},
+    "t": {"type": ["string", "null"]},
+    "n": {"type": ["number", "string", "null"], "x-sql-datatype": "numeric"},
+    "ok": {"type": ["boolean", "null"]},
+    "tags": {"type": ["array", "null"], "x-sql-datatype": "text[]"},
+    "doc": {"type": ["object", "null"], "x-sql-datatype": "jsonb"},
+}
+
+
 def test_single_pass_and_general_record_paths_load_the_same_table(warehouse, run_target):
     # Compact RECORD lines (as SDK taps write them) take the single-pass path; the same
     # records spaced out take the general one. Both must give the same table.
-    props = {
-        "id": {"type": "integer"},
-        "t": {"type": ["string", "null"]},
-        "n": {"type": ["number", "string", "null"], "x-sql-datatype": "numeric"},
-        "ok": {"type": ["boolean", "null"]},
-        "tags": {"type": ["array", "null"], "x-sql-datatype": "text[]"},
-        "doc": {"type": ["object", "null"], "x-sql-datatype": "jsonb"},
-    }
     rows = [
         {"id": 1, "t": "a\tb\\c", "n": 1.25, "ok": True, "tags": ["x", None], "doc": {"k": 1}},
         {"id": 2, "t": "ünï", "n": "NaN", "ok": None, "tags": [], "doc": None},
@@ -318,7 +321,7 @@ def test_single_pass_and_general_record_paths_load_the_same_table(warehouse, run
     query = "SELECT id, t, n::text, ok, tags, doc FROM raw.same ORDER BY id"
     compact = [json.dumps(record("same", r, version=5), separators=(",", ":")) for r in rows]
     activate = {"type": "ACTIVATE_VERSION", "stream": "same", "version": 5}
-    schema = schema_message("same", props, ["id"])
+    schema = schema_message("same", MIXED_PROPERTIES, ["id"])
     assert run_target(singer(schema, *compact, activate)).returncode == 0
     single_pass = warehouse.query(query)
     spaced = [record("same", r, version=5) for r in rows]
@@ -330,14 +333,6 @@ def test_single_pass_and_general_record_paths_load_the_same_table(warehouse, run
 def test_without_its_c_converter_the_target_loads_the_same_table(warehouse, run_target, tmp_path):
     # Where no C compiler was at hand at install, the Python path does all the work: the same
     # table, and a log line that says which conversion ran.
-    props = {
-        "id": {"type": "integer"},
-        "t": {"type": ["string", "null"]},
-        "n": {"type": ["number", "string", "null"], "x-sql-datatype": "numeric"},
-        "ok": {"type": ["boolean", "null"]},
-        "tags": {"type": ["array", "null"], "x-sql-datatype": "text[]"},
-        "doc": {"type": ["object", "null"], "x-sql-datatype": "jsonb"},
-    }
     rows = [
         {"id": 1, "t": "a\tb\\c\n", "n": 1.25, "ok": True, "tags": ["x", None, 'q"'], "doc": {}},
         {"id": 2, "t": "ünï😀", "n": "NaN", "ok": None, "tags": [], "doc": {"k": [1, "\n"]}},
@@ -345,7 +340,7 @@ def test_without_its_c_converter_the_target_loads_the_same_table(warehouse, run_
     ]
     lines = [json.dumps(record("c", r, version=9), separators=(",", ":")) for r in rows]
     text = singer(
-        schema_message("c", props, ["id"]),
+        schema_message("c", MIXED_PROPERTIES, ["id"]),
         *lines,
         {"type": "ACTIVATE_VERSION", "stream": "c", "version": 9},
     )
