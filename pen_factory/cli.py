@@ -270,16 +270,18 @@ def command_demo_data(args: argparse.Namespace) -> int:
 
 
 def command_readme_settings(args: argparse.Namespace) -> int:
-    """Regenerate (or, with --check, verify) the README's settings tables."""
-    readme = (args.project_dir or find_project_dir()) / "README.md"
-    current = readme_settings.sync(readme, check=args.check)
-    if current:
+    """Regenerate (or, with --check, verify) the READMEs' settings tables."""
+    project_dir = args.project_dir or find_project_dir()
+    stale = readme_settings.sync_project(project_dir, check=args.check)
+    if not stale:
         print("README settings tables are current")
         return 0
+    names = ", ".join(str(path.relative_to(project_dir)) for path in stale)
     if args.check:
-        print("README settings tables are out of date: run `pen-factory readme-settings`")
+        print(f"README settings tables are out of date in {names}: run `pen-factory "
+              "readme-settings`")  # fmt: skip
         return 1
-    print("README settings tables regenerated")
+    print(f"README settings tables regenerated in {names}")
     return 0
 
 

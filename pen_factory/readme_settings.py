@@ -1,9 +1,10 @@
-"""Keep the README's settings tables equal to what the plugins say about themselves.
+"""Keep the READMEs' settings tables equal to what the plugins say about themselves.
 
-The tables between `<!-- settings:<plugin> -->` and `<!-- /settings:<plugin> -->` in
-README.md are the "Settings" section of `<plugin> --about --format=markdown`. Regenerate them
-with `pen-factory readme-settings` after changing a plugin's settings; the test suite runs
-`pen-factory readme-settings --check` (in effect) and fails when they drift.
+The tables between `<!-- settings:<plugin> -->` and `<!-- /settings:<plugin> -->` in the
+project README and each plugin's README are the "Settings" section of `<plugin> --about
+--format=markdown`. Regenerate them with `pen-factory readme-settings` after changing a
+plugin's settings; the test suite runs `pen-factory readme-settings --check` (in effect) and
+fails when they drift.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from pathlib import Path
 
 PLUGINS = ("tap-manufacturing", "target-warehouse-raw")
+READMES = ("README.md", "tap-manufacturing/README.md", "target-warehouse-raw/README.md")
+"""The files that hold settings blocks, relative to the project folder."""
 
 
 def _executable(name: str) -> str:
@@ -51,13 +54,17 @@ def _block(plugin: str) -> re.Pattern[str]:
 
 
 def render(readme: str) -> str:
-    """The README text with every settings block regenerated."""
+    """The README text with each settings block it holds regenerated."""
+    found = False
     for plugin in PLUGINS:
         pattern = _block(plugin)
         if not pattern.search(readme):
-            raise RuntimeError(f"README has no <!-- settings:{plugin} --> block")
+            continue
+        found = True
         table = settings_table(plugin) + "\n"
         readme = pattern.sub(lambda match, t=table: match.group(1) + t + match.group(3), readme)
+    if not found:
+        raise RuntimeError("the README has no <!-- settings:<plugin> --> block")
     return readme
 
 
@@ -70,3 +77,13 @@ def sync(readme_path: Path, *, check: bool) -> bool:
     if not check:
         readme_path.write_text(wanted, encoding="utf-8")
     return False
+
+
+def sync_project(project_dir: Path, *, check: bool) -> list[Path]:
+    """Regenerate (or only compare) every README's blocks; the files that were out of date."""
+    stale = []
+    for name in READMES:
+        path = project_dir / name
+        if not sync(path, check=check):
+            stale.append(path)
+    return stale

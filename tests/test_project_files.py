@@ -16,9 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_readme_settings_tables_match_the_plugins():
-    assert readme_settings.sync(ROOT / "README.md", check=True), (
-        "README settings tables are out of date: run `pen-factory readme-settings`"
-    )
+    stale = readme_settings.sync_project(ROOT, check=True)
+    assert not stale, f"settings tables out of date in {stale}: run `pen-factory readme-settings`"
 
 
 def test_quick_start_is_exactly_two_commands():

@@ -11,7 +11,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-LOAD_METHODS = ("overwrite", "upsert", "append-only")
+LOAD_METHODS = ("auto", "overwrite", "upsert", "append-only")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -158,7 +158,7 @@ class WarehouseConfig:
 
     connection: ConnectionSettings
     schema: str = "raw"
-    load_method: str = "overwrite"
+    load_method: str = "auto"
     batch_size_rows: int = 20_000
     batch_size_bytes: int = 16 * 1024 * 1024
     add_record_metadata: bool = False
@@ -208,7 +208,7 @@ def _sources(value: object) -> tuple[SourceSettings, ...]:
 
 def parse_config(config: Mapping[str, Any]) -> WarehouseConfig:
     """Build the frozen config; blanks take defaults; bad values raise ConfigError."""
-    load_method = _str(config, "load_method", "overwrite") or "overwrite"
+    load_method = _str(config, "load_method", "auto") or "auto"
     if load_method not in LOAD_METHODS:
         raise ConfigError(f"setting 'load_method' must be one of {', '.join(LOAD_METHODS)}")
     return WarehouseConfig(

@@ -107,10 +107,15 @@ class StreamLoader:
         columns: list[Column],
         keys: list[str],
         line: int,
+        bookmarks: Sequence[str] = (),
     ) -> None:
         self.session = session
         self.cfg = session.cfg
-        self.method = self.cfg.load_method
+        # `auto` is settled by what the stream turns out to be (see settle_method); until
+        # then `method` is None, which every use below treats like a keyed load.
+        self.method: str | None = None if self.cfg.load_method == "auto" else self.cfg.load_method
+        self.bookmarks = tuple(bookmarks)
+        self.settled = False  # settle_method has run
         self.stream = stream
         # The stream's name as a RECORD line spells it, for the compiled path; None when JSON
         # would escape it (such lines take the Python path).
@@ -185,6 +190,42 @@ class StreamLoader:
 
     def _ddl_keys(self) -> list[str]:
         return [] if self.method == "append-only" else self.keys
+
+    def settle_method(
+        self, version: int | None, *, line: int | None = None, activated: bool = False
+    ) -> None:
+        """Choose how this stream loads, at its first record (or ACTIVATE_VERSION, or end).
+
+        A stream is *complete* when the tap says so: its records carry a `version` (the
+        Singer full-table convention, closed by ACTIVATE_VERSION), or it sends
+        ACTIVATE_VERSION, or its SCHEMA names no bookmark properties (a plain full-table
+        stream). Anything else is *partial*: an incremental or resumed extract holds only
+        the rows that changed, and replacing the table with it would delete every other row.
+        `auto` replaces a complete stream and merges a partial one (upsert by key, or
+        append-only without a key); an explicit `overwrite` of a partial stream is refused
+        before anything is written.
+        """
+        self.settled = True
+        partial = bool(self.bookmarks) and version is None and not activated
+        if self.method is None:
+            if not partial:
+                self.method = "overwrite"
+            else:
+                self.method = "upsert" if self.keys else "append-only"
+            logger.info(
+                "Stream '%s': %s extract, loaded by %s",
+                self.stream, "partial (incremental)" if partial else "complete", self.method,
+            )  # fmt: skip
+        elif self.method == "overwrite" and partial:
+            raise LoadError(
+                f"load_method 'overwrite' would replace the table with a partial extract "
+                f"(the stream is incremental: bookmark properties {list(self.bookmarks)}, "
+                f"records without a version), deleting every row this run did not send; "
+                f"nothing was loaded. Set load_method to 'auto' or 'upsert' to merge it, or "
+                f"reload the whole table with a full refresh (meltano run --full-refresh)",
+                stream=self.stream,
+                line=line,
+            )
 
     def apply_schema(self, columns: list[Column], keys: list[str], line: int) -> None:
         """A new SCHEMA for a stream that already has one."""
@@ -340,6 +381,8 @@ class StreamLoader:
                     column=nul_property(raw),
                 )
             raw = strip_nul(raw)
+        if not self.settled:
+            self.settle_method(version, line=line)
         batch = self.batch
         if version is not None and not batch.has_version and self._needs_version_column():
             self.flush()  # rows so far have no version column; later rows have one
@@ -367,6 +410,8 @@ class StreamLoader:
             converted = native.convert(text, self.stream_json)
             if converted is not None:
                 row, version = converted
+                if not self.settled:
+                    self.settle_method(version, line=line)
                 if (
                     version is not None
                     and not self.batch.has_version
@@ -383,11 +428,11 @@ class StreamLoader:
             return False
         version = message.version
         batch = self.batch
-        if (
-            message.type != "RECORD"
-            or message.stream != self.stream
-            or (version is not None and not batch.has_version and self._needs_version_column())
-        ):
+        if message.type != "RECORD" or message.stream != self.stream:
+            return False
+        if not self.settled:
+            self.settle_method(version, line=line)
+        if version is not None and not batch.has_version and self._needs_version_column():
             return False
         try:
             fmt = encoder.format_plain if b"\\" not in text else encoder.format_escaped
@@ -503,7 +548,7 @@ class StreamLoader:
             run_id=self.session.run_id,
             stream=self.stream,
             table=self.table,
-            load_method=self.method,
+            load_method=self.method or self.cfg.load_method,
             version=self.session.version,
         )
 
@@ -708,6 +753,8 @@ class StreamLoader:
         A leading ACTIVATE_VERSION (before any record of that version) does nothing, so the
         table is never emptied before the new rows arrive.
         """
+        if not self.settled:
+            self.settle_method(version, line=line, activated=True)
         seen = self.activations.get(version, 0)
         self.activations[version] = seen + 1
         if self.open_version is not None and version >= self.open_version:
@@ -758,6 +805,8 @@ class StreamLoader:
         A tap that only announces V before its records (as the SDK does) never sends a closing
         ACTIVATE_VERSION: for it, as for streams without versions, end of input is the end.
         """
+        if not self.settled:
+            self.settle_method(None)
         version = self.open_version
         if version is None or version in self.announced:
             return

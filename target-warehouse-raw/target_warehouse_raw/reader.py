@@ -22,6 +22,7 @@ class Message(msgspec.Struct):
     record: msgspec.Raw = msgspec.Raw()  # empty when absent
     schema: Any = None
     key_properties: Any = None
+    bookmark_properties: Any = None
     value: Any = None
     version: int | None = None
     time_extracted: str | None = None

@@ -125,7 +125,8 @@ class LoadSession:
             table = self._table_for(stream)
             self.control_cursor()  # schema + history table exist before any load
             try:
-                loader = StreamLoader(self, stream, table, columns, key_columns, line)
+                bookmarks = _names(message.bookmark_properties)
+                loader = StreamLoader(self, stream, table, columns, key_columns, line, bookmarks)
             except psycopg2.Error as exc:
                 raise LoadError(server_message(exc), stream=stream, line=line) from None
             self.loaders[stream] = loader
@@ -133,6 +134,7 @@ class LoadSession:
             if name == stream.encode():  # as a RECORD line spells it: no JSON escapes
                 self.fast_records[name] = self._fast_record(loader)
         else:
+            loader.bookmarks = _names(message.bookmark_properties)
             with loader.database_errors(line):
                 loader.apply_schema(columns, key_columns, line)
 
@@ -314,7 +316,7 @@ class LoadSession:
                         run_id=self.run_id,
                         stream=loader.stream,
                         table=loader.table,
-                        load_method=self.cfg.load_method,
+                        load_method=loader.method or self.cfg.load_method,
                         version=self.version,
                     )
                 history.finish(
@@ -346,3 +348,10 @@ class LoadSession:
         for text in summary_lines(self.loaders.values()):
             sys.stderr.write(text + "\n")
         sys.stderr.flush()
+
+
+def _names(value: object) -> tuple[str, ...]:
+    """A SCHEMA's list of property names (bookmark_properties); anything else is none."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, str))

@@ -13,6 +13,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.sinks import BatchSink
 
 from target_warehouse_raw.config import (
+    LOAD_METHODS,
     SSL_MODES,
     ConfigError,
     drop_blank_environment,
@@ -97,12 +98,15 @@ class TargetWarehouseRaw(Target):
                     description="libpq sslmode for the warehouse connection."),
         th.Property("connect_timeout", th.IntegerType, title="Connect timeout", default=10,
                     description="Seconds to wait for the warehouse to accept a connection."),
-        th.Property("load_method", th.StringType, title="Load method", default="overwrite",
-                    allowed_values=["overwrite", "upsert", "append-only"],
-                    description="`overwrite`: transactional replace of each stream's table "
-                    "(readers see the old table until the new one is committed). `upsert`: "
-                    "insert or update by key properties, last record per key wins. "
-                    "`append-only`: insert every record."),
+        th.Property("load_method", th.StringType, title="Load method", default="auto",
+                    allowed_values=list(LOAD_METHODS),
+                    description="`auto`: each stream gets what fits it: a complete (full-table) "
+                    "extract is replaced, a partial (incremental) one is upserted by key, or "
+                    "appended when it has no key. `overwrite`: transactional replace of each "
+                    "stream's table (readers see the old table until the new one is "
+                    "committed); a partial extract is refused. `upsert`: insert or update by "
+                    "key properties, last record per key wins. `append-only`: insert every "
+                    "record."),
         th.Property("batch_size_rows", th.IntegerType, title="Batch size (rows)",
                     default=20_000, description="Most records landed per COPY batch (a "
                     "stream holds at most three batches: being read, queued, being loaded)."),

@@ -69,7 +69,7 @@ def test_config_defaults_for_blank_values():
     assert cfg.connection.user == "postgres"
     assert cfg.connection.password is None
     assert cfg.schema == "raw"
-    assert cfg.load_method == "overwrite"
+    assert cfg.load_method == "auto"
 
 
 def test_config_never_shows_the_password():

@@ -60,7 +60,7 @@ class CliPrints(_Warehouse, sdk.TargetCliPrintsTest):
     def validate(self) -> None:
         schema = TargetWarehouseRaw.config_jsonschema["properties"]
         assert schema["password"]["secret"] is True
-        assert schema["load_method"]["default"] == "overwrite"
+        assert schema["load_method"]["default"] == "auto"
 
 
 class DuplicateRecords(_Warehouse, sdk.TargetDuplicateRecords):
