@@ -33,11 +33,12 @@ from target_warehouse_raw.reader import Message, has_nul, nul_property, strip_nu
 from target_warehouse_raw.rows import ConversionError, RowEncoder, batch_time
 from target_warehouse_raw.schema_sync import (
     TableShape,
+    TypeChangeRefused,
     changes,
     create_table_sql,
+    live_types_kept,
     read_shape,
     run_short_ddl,
-    widening,
 )
 from target_warehouse_raw.statements import (
     copy_sql,
@@ -177,9 +178,7 @@ class StreamLoader:
         self._note_types(shape)
         if shape is None:
             return
-        statements = changes(
-            shape, self.table_sql, self.columns, self._ddl_keys(), change_keys=False
-        )
+        statements = self._changes(shape, self.columns, change_keys=False)
         run_short_ddl(
             self.conn,
             statements,
@@ -245,7 +244,7 @@ class StreamLoader:
             # joins it (readers of an existing table wait from here until the commit).
             shape = read_shape(self.cursor, self.table_sql)
             self._note_types(shape)
-            statements = changes(shape, self.table_sql, columns, self._ddl_keys(), change_keys=True)
+            statements = self._changes(shape, columns, change_keys=True)
             if statements:
                 logger.warning(
                     "Stream '%s': schema changed mid-load (input line %d); changing the table "
@@ -325,16 +324,20 @@ class StreamLoader:
         self._prepare_existing_table(0)
 
     def _note_types(self, shape: TableShape | None) -> None:
-        """Remember live column types the schema's type does not replace (kept, not widened)."""
-        self.table_types = {}
-        if shape is None:
-            return
-        for column in self.columns:
-            existing = shape.columns.get(column.name)
-            if existing is None or existing == column.sql_type:
-                continue
-            if widening(existing, column.sql_type) is None:
-                self.table_types[column.name] = existing
+        """Remember live column types kept although the schema's type differs (see
+        type_change: a JSON-Schema-only type that the live column holds)."""
+        self.table_types = live_types_kept(shape, self.columns)
+
+    def _changes(
+        self, shape: TableShape, columns: Sequence[Column], *, change_keys: bool
+    ) -> list[str]:
+        """The DDL that makes the live table fit; a refused type change names this stream."""
+        try:
+            return changes(
+                shape, self.table_sql, columns, self._ddl_keys(), change_keys=change_keys
+            )
+        except TypeChangeRefused as exc:
+            raise LoadError(str(exc), stream=self.stream, line=self.schema_line) from None
 
     def encoder(self) -> RowEncoder:
         """Record -> COPY line for the current columns (built once per schema)."""
@@ -572,9 +575,7 @@ class StreamLoader:
         set_phase(self.cursor, self.stream, "replace")
         self._create_table()
         shape = read_shape(self.cursor, self.table_sql)
-        for statement in changes(
-            shape, self.table_sql, self.columns, self._ddl_keys(), change_keys=False
-        ):
+        for statement in self._changes(shape, self.columns, change_keys=False):
             self.cursor.execute(statement)  # only when a concurrent run changed the table
         started = time.perf_counter()
         self.cursor.execute(f"DELETE FROM {self.table_sql}")
@@ -582,9 +583,7 @@ class StreamLoader:
             "Stream '%s': delete %d old rows %.3f s",
             self.stream, self.cursor.rowcount, time.perf_counter() - started,
         )  # fmt: skip
-        for statement in changes(
-            shape, self.table_sql, self.columns, self._ddl_keys(), change_keys=True
-        ):
+        for statement in self._changes(shape, self.columns, change_keys=True):
             self.cursor.execute(statement)  # key change: after the DELETE, inside the replace
         self.in_replace = True
 
@@ -595,9 +594,7 @@ class StreamLoader:
         set_phase(self.cursor, self.stream, "load")
         self._create_table()
         shape = read_shape(self.cursor, self.table_sql)
-        for statement in changes(
-            shape, self.table_sql, self.columns, self._ddl_keys(), change_keys=True
-        ):
+        for statement in self._changes(shape, self.columns, change_keys=True):
             self.cursor.execute(statement)
 
     def _load_batch(self, batch: Batch, encoder: RowEncoder) -> None:

@@ -1,13 +1,13 @@
-"""Bring an existing table in line with a stream's schema: add columns, widen types, keys.
+"""Bring an existing table in line with a stream's schema: add columns, follow types, keys.
 
 Columns are never dropped: a property that disappears from the schema keeps its column, which
-is filled with NULL from then on.
+is filled with NULL from then on. Type changes follow type_change.plan: followed when the new
+type holds every value exactly, refused otherwise.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,14 +16,12 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
+from target_warehouse_raw import type_change
 from target_warehouse_raw.errors import LoadError
 from target_warehouse_raw.names import literal, quote
 from target_warehouse_raw.types import Column
 
 logger = logging.getLogger("target-warehouse-raw")
-
-_INTEGERS = ("smallint", "integer", "bigint")
-_UNBOUNDED_TEXT = ("text", "character varying")
 
 
 @dataclass(frozen=True)
@@ -59,39 +57,43 @@ def read_shape(cursor: psycopg2.extensions.cursor, table_sql: str) -> TableShape
     return TableShape(columns, tuple(row[1]) if row else (), row[0] if row else None)
 
 
-def _base(sql_type: str) -> str:
-    return re.sub(r"\(.*\)", "", sql_type).strip()
+class TypeChangeRefused(ValueError):
+    """A column type change that would round, truncate or fail on values (see refusal)."""
 
 
-def widening(old: str, new: str) -> str | None:
-    """The USING expression to change `old` to the wider `new`, or None to keep `old`.
+def refusal(table_sql: str, column: str, change: type_change.TypeChange) -> str:
+    """Why a type change is refused, and what the user can do about it."""
+    if type_change.holds(change.old, change.new):
+        why = (
+            f"{change.new} cannot hold every value the column holds, and keeping {change.old} "
+            f"would not mirror the source"
+        )
+    else:
+        why = (
+            f"neither type holds every value of the other: following would round or fail on "
+            f"the values the table holds, keeping {change.old} would round or fail on the new ones"
+        )
+    return (
+        f"column {quote(column)} of {table_sql} is {change.old} in the warehouse and the stream "
+        f"now sends {change.new}: {why}; nothing was loaded. To follow the source, change the "
+        f"column yourself (ALTER TABLE {table_sql} ALTER COLUMN {quote(column)} TYPE "
+        f"{change.new} USING ...) or drop the table so that the next full load recreates it"
+    )
 
-    Only changes that cannot lose a value are made; anything else keeps the existing type
-    and the server casts incoming values to it (a value that does not fit is a clear error).
-    """
-    if old == new:
-        return None
-    old_base, new_base = _base(old), _base(new)
-    if new in ("text", "jsonb") and not old.endswith("[]"):
-        return "to_jsonb({c})" if new == "jsonb" else "{c}::text"
-    if (
-        new_base == "numeric"
-        and new == "numeric"
-        and (old_base in _INTEGERS or old_base == "numeric")
-    ):
-        return "{c}::numeric"
-    if new == "bigint" and old in ("smallint", "integer"):
-        return "{c}::bigint"
-    if new == "integer" and old == "smallint":
-        return "{c}::integer"
-    if new_base == "character varying" and old_base == "character varying":
-        old_n = re.findall(r"\d+", old)
-        new_n = re.findall(r"\d+", new)
-        if not new_n or (old_n and int(new_n[0]) > int(old_n[0])):
-            return "{c}::" + new
-    if new == "double precision" and old in ("real", *_INTEGERS):
-        return "{c}::double precision"
-    return None
+
+def live_types_kept(shape: TableShape | None, columns: Sequence[Column]) -> dict[str, str]:
+    """Live column types that stay as they are although the schema says otherwise."""
+    if shape is None:
+        return {}
+    kept = {}
+    for column in columns:
+        existing = shape.columns.get(column.name)
+        if existing is None:
+            continue
+        change = type_change.plan(existing, column.sql_type, exact=column.exact_type)
+        if change.action == "keep":
+            kept[column.name] = existing
+    return kept
 
 
 def column_ddl(column: Column) -> str:
@@ -122,17 +124,19 @@ def changes(
         if existing is None:
             statements.append(f"ALTER TABLE {table_sql} ADD COLUMN {column_ddl(column)}")
             continue
-        using = widening(existing, column.sql_type)
-        if using is not None:
+        change = type_change.plan(existing, column.sql_type, exact=column.exact_type)
+        if change.action == "follow":
             statements.append(
                 f"ALTER TABLE {table_sql} ALTER COLUMN {quote(column.name)} "
-                f"TYPE {column.sql_type} USING {using.format(c=quote(column.name))}"
+                f"TYPE {change.new} USING {change.using(quote(column.name))}"
             )
-        elif existing != column.sql_type:
-            logger.warning(
-                "Column %s.%s stays %s (schema asks for %s, which is not a lossless widening)",
-                table_sql, column.name, existing, column.sql_type,
+        elif change.action == "keep":
+            logger.info(
+                "Column %s.%s stays %s: it holds every %s value the stream's JSON Schema allows",
+                table_sql, column.name, existing, change.new,
             )  # fmt: skip
+        elif change.action == "refuse":
+            raise TypeChangeRefused(refusal(table_sql, column.name, change))
     if change_keys and tuple(keys) != shape.primary_key:
         if shape.primary_key_name:
             statements.append(

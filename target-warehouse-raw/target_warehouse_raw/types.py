@@ -39,6 +39,7 @@ class Column:
     required: bool = False  # key must be present (JSON Schema `required`)
     key: bool = False  # part of the primary key
     metadata: bool = False  # a Singer `_sdc_*` column filled by the target
+    exact_type: bool = False  # sql_type is the source's own (x-sql-datatype), not derived
 
 
 Resolver = Callable[[str], "TypeInfo | None"]
@@ -161,6 +162,7 @@ def column_for(
         json_types=json_types(schema),
         required=required or key,
         key=key,
+        exact_type=hinted is not None,
     )
 
 

@@ -53,6 +53,19 @@ def test_second_run_follows_deleted_updated_added_rows_and_a_new_column(pipeline
     assert_warehouse_equals_sources(pipeline)
 
 
+def test_widened_source_columns_are_followed_and_no_value_is_rounded(pipeline: Pipeline):
+    pipeline.meltano(*MAIN_JOB)
+    pipeline.source_sql(
+        "refills",
+        "ALTER TABLE refills_production ALTER COLUMN ink_volume_ml TYPE numeric(14,6), "
+        "ALTER COLUMN units_produced TYPE bigint",
+        "UPDATE refills_production SET ink_volume_ml = ink_volume_ml + 0.000012, "
+        "units_produced = units_produced + 3000000000 WHERE id % 2 = 0",
+    )
+    pipeline.meltano(*MAIN_JOB)
+    assert_warehouse_equals_sources(pipeline)  # types via format_type, values via ::text
+
+
 def test_the_job_runs_and_the_schedule_is_listed(pipeline: Pipeline):
     pipeline.meltano("run", "manufacturing-el")
     assert_warehouse_equals_sources(pipeline)
