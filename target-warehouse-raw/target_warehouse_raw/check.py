@@ -16,9 +16,9 @@ import psycopg2
 from singer_sdk.exceptions import ConfigValidationError
 
 from target_warehouse_raw.config import ConfigError, SourceSettings
-from target_warehouse_raw.db import WarehouseUnreachableError, connect, table_sql
-from target_warehouse_raw.history import history_sql
-from target_warehouse_raw.names import quote
+from target_warehouse_raw.schema.names import quote
+from target_warehouse_raw.warehouse.db import WarehouseUnreachableError, connect, table_sql
+from target_warehouse_raw.warehouse.history import history_sql
 
 _LAST_LOADS = """
 SELECT DISTINCT ON (table_name) table_name, stream, status, finished_at, started_at,

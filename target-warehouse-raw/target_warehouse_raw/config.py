@@ -1,18 +1,20 @@
 """Turn the plugin's config mapping into one frozen, typed object (pure, no database).
 
 Meltano turns an unset `$VAR` in `meltano.yml` into an empty string or null, so every setting
-treats absent, null and empty string alike: the default applies.
+treats absent, null and empty string alike: the default applies. Every default lives in the
+dataclasses below (DEFAULTS); the settings declaration (target.py) shows the same values.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-LOAD_METHODS = ("auto", "overwrite", "upsert", "append-only")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+"""libpq's sslmode values (the tap, a separate package, declares its own copy)."""
 
 
 class ConfigError(ValueError):
@@ -156,9 +158,11 @@ class SourceSettings:
 class WarehouseConfig:
     """Everything the target needs, validated once."""
 
-    connection: ConnectionSettings
+    connection: ConnectionSettings = ConnectionSettings()
     schema: str = "raw"
     load_method: str = "auto"
+    stream_load_methods: Mapping[str, str] = field(default_factory=dict)
+    """Per-stream overrides of load_method: stream name -> method."""
     batch_size_rows: int = 20_000
     batch_size_bytes: int = 16 * 1024 * 1024
     add_record_metadata: bool = False
@@ -169,6 +173,14 @@ class WarehouseConfig:
     analyze_after_load: bool = False
     progress_interval: float = 5.0
     check_sources: tuple[SourceSettings, ...] = ()
+
+    def method_for(self, stream: str) -> str:
+        """The load method asked for a stream: its own override, else the global one."""
+        return self.stream_load_methods.get(stream, self.load_method)
+
+
+DEFAULTS = WarehouseConfig()
+"""The one home of every default."""
 
 
 def _connection(config: Mapping[str, Any], defaults: ConnectionSettings) -> ConnectionSettings:
@@ -206,23 +218,48 @@ def _sources(value: object) -> tuple[SourceSettings, ...]:
     return tuple(sources)
 
 
+def _stream_methods(value: object) -> dict[str, str]:
+    if is_blank(value):
+        return {}
+    if isinstance(value, str):  # from an environment variable: JSON text
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError("setting 'stream_load_methods' must be a JSON object") from None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigError("setting 'stream_load_methods' must map stream names to load methods")
+    return {stream: method for stream, method in value.items() if not is_blank(method)}
+
+
+def _schema(config: Mapping[str, Any]) -> str:
+    """`schema`, or the SDK-conventional `default_target_schema`; they must not disagree."""
+    ours = _str(config, "schema", None)
+    sdk = _str(config, "default_target_schema", None)
+    if ours and sdk and ours != sdk:
+        raise ConfigError(
+            "settings 'schema' and 'default_target_schema' name different schemas; set one"
+        )
+    return ours or sdk or DEFAULTS.schema
+
+
 def parse_config(config: Mapping[str, Any]) -> WarehouseConfig:
     """Build the frozen config; blanks take defaults; bad values raise ConfigError."""
-    load_method = _str(config, "load_method", "auto") or "auto"
-    if load_method not in LOAD_METHODS:
-        raise ConfigError(f"setting 'load_method' must be one of {', '.join(LOAD_METHODS)}")
+    d = DEFAULTS
     return WarehouseConfig(
-        connection=_connection(config, ConnectionSettings()),
-        schema=_str(config, "schema", "raw") or "raw",
-        load_method=load_method,
-        batch_size_rows=_int(config, "batch_size_rows", 20_000, minimum=1),
-        batch_size_bytes=_int(config, "batch_size_bytes", 16 * 1024 * 1024, minimum=1024),
-        add_record_metadata=_bool(config, "add_record_metadata", False),
-        hard_delete=_bool(config, "hard_delete", False),
-        lock_timeout=_float(config, "lock_timeout", 5.0),
-        ddl_retries=_int(config, "ddl_retries", 5),
-        strip_nul_characters=_bool(config, "strip_nul_characters", False),
-        analyze_after_load=_bool(config, "analyze_after_load", False),
-        progress_interval=_float(config, "progress_interval", 5.0),
+        connection=_connection(config, d.connection),
+        schema=_schema(config),
+        load_method=_str(config, "load_method", d.load_method) or d.load_method,
+        stream_load_methods=_stream_methods(config.get("stream_load_methods")),
+        batch_size_rows=_int(config, "batch_size_rows", d.batch_size_rows, minimum=1),
+        batch_size_bytes=_int(config, "batch_size_bytes", d.batch_size_bytes, minimum=1024),
+        add_record_metadata=_bool(config, "add_record_metadata", d.add_record_metadata),
+        hard_delete=_bool(config, "hard_delete", d.hard_delete),
+        lock_timeout=_float(config, "lock_timeout", d.lock_timeout),
+        ddl_retries=_int(config, "ddl_retries", d.ddl_retries),
+        strip_nul_characters=_bool(config, "strip_nul_characters", d.strip_nul_characters),
+        analyze_after_load=_bool(config, "analyze_after_load", d.analyze_after_load),
+        progress_interval=_float(config, "progress_interval", d.progress_interval),
         check_sources=_sources(config.get("check_sources")),
     )

@@ -1,103 +1,79 @@
-"""One run of the target: dispatches messages to stream loaders, tracks STATE, fails safely."""
+"""One run of the target: messages to stream loads, STATE held until committed, safe failure.
+
+The session creates each stream's load at its first SCHEMA (of the class its load method
+names, see load/methods/) and hands it what it needs (load/context.py); loads never reach
+back. At the end of input every stream is completed and loaded first, then committed one
+after the other; on any failure every open transaction is rolled back and the failure is
+recorded in the load history.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
 
 import psycopg2
 
-from target_warehouse_raw import __version__, batch_files, history
+from target_warehouse_raw import __version__
 from target_warehouse_raw.config import WarehouseConfig
-from target_warehouse_raw.db import connect, server_message
 from target_warehouse_raw.errors import InterruptedError_, LoadError, RecordBeforeSchemaError
-from target_warehouse_raw.loader import StreamLoader
-from target_warehouse_raw.names import map_identifiers
-from target_warehouse_raw.reader import Message
-from target_warehouse_raw.summary import ProgressReporter, summary_lines
-from target_warehouse_raw.types import SchemaError, TypeInfo, build_columns
+from target_warehouse_raw.load.context import LoadContext, new_batch_budget
+from target_warehouse_raw.load.methods import choose
+from target_warehouse_raw.load.stream import StreamLoad
+from target_warehouse_raw.messages import batch_files
+from target_warehouse_raw.messages.decode import Message, record_stream_name
+from target_warehouse_raw.schema.columns import SchemaError, build_columns
+from target_warehouse_raw.schema.names import map_identifiers
+from target_warehouse_raw.state import HeldStates
+from target_warehouse_raw.summary import ProgressReporter, path_summary, summary_lines
+from target_warehouse_raw.warehouse.control import ControlConnection
+from target_warehouse_raw.warehouse.db import server_message
+from target_warehouse_raw.warehouse.history import LoadHistory
 
 logger = logging.getLogger("target-warehouse-raw")
 
-HANDED_OVER_BATCHES = 2
+PROGRESS_EVERY_RECORDS = 20_000
+"""How often the reading loop looks at the clock for progress and releasable STATE."""
 
 
 class LoadSession:
-    """Everything one run holds: loaders per stream, pending STATE, the control connection."""
+    """Everything one run holds: a load per stream, held STATE, the control connection."""
 
     def __init__(self, cfg: WarehouseConfig, write_state: Callable[[dict], None]) -> None:
         self.cfg = cfg
-        self.write_state = write_state
         self.run_id = str(uuid.uuid4())
-        self.version = __version__
-        self.loaders: dict[str, StreamLoader] = {}
+        self.loads: dict[str, StreamLoad] = {}
         self.tables: dict[str, str] = {}
-        self.started_ms = int(time.time() * 1000)
-        self.expr_params = {
-            "received": "now()",
-            "sequence_base": str(self.started_ms * 1_000_000),
-            "sync_started": str(self.started_ms),
-        }
-        self.progress = ProgressReporter(cfg.progress_interval, lambda: self.loaders.values())
-        self._control: psycopg2.extensions.connection | None = None
-        self._type_cache: dict[str, TypeInfo | None] = {}
-        # STATE bookkeeping: (state, {stream: last record line it covers})
-        self._pending_states: list[tuple[dict, dict[str, int]]] = []
-        self._last_written: str | None = None
+        started_ms = int(time.time() * 1000)
+        self.progress = ProgressReporter(cfg.progress_interval, lambda: self.loads.values())
+        self.control = ControlConnection(cfg.connection, cfg.schema)
+        self.states = HeldStates(write_state)
+        self.ctx = LoadContext(
+            cfg=cfg,
+            history=LoadHistory(
+                self.control.cursor, cfg.schema, run_id=self.run_id, target_version=__version__
+            ),
+            resolve_type=self.control.resolve_type,
+            row_params={
+                "sequence_base": str(started_ms * 1_000_000),
+                "sync_started": str(started_ms),
+            },
+            batch_budget=new_batch_budget(),
+            report_progress=self.progress.maybe_report,
+            committed=self._release_states,
+        )
         self._records_seen = 0
         self.finished = False  # finish() ran (end of input)
-        # Batches handed to stream workers and not yet loaded, all streams together: with the
-        # one each stream is building, memory stays flat however many streams follow.
-        self.batch_budget = threading.Semaphore(HANDED_OVER_BATCHES)
         # RECORD lines by stream name, for the reader's single-pass path (see _fast_record).
         self.fast_records: dict[bytes, Callable[[int, bytes], bool]] = {}
-
-    # --- connections -------------------------------------------------------------------------
-
-    def control_cursor(self) -> psycopg2.extensions.cursor:
-        """Autocommit connection for history bookkeeping and type lookups."""
-        if self._control is None:
-            self._control = connect(self.cfg.connection, None, "control")
-            self._control.autocommit = True
-            with self._control.cursor() as cursor:
-                history.ensure_history(cursor, self.cfg.schema)
-        return self._control.cursor()
-
-    def resolve_type(self, type_text: str) -> TypeInfo | None:
-        """Is `type_text` a real type in the warehouse? (cached; safe against bad input)."""
-        if type_text in self._type_cache:
-            return self._type_cache[type_text]
-        cursor = self.control_cursor()
-        info = None
-        try:
-            cursor.execute(
-                """SELECT t.typname, t.typcategory, e.typname FROM pg_type t
-                   LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
-                   WHERE t.oid = to_regtype(%s)""",
-                (type_text,),
-            )
-            row = cursor.fetchone()
-            if row is not None:
-                # to_regtype ignores type modifiers: check the full text parses too.
-                cursor.execute(f"SELECT NULL::{type_text}")
-                info = TypeInfo(row[0], row[1], row[2])
-        except psycopg2.Error:
-            info = None
-        if info is None:
-            logger.warning("x-sql-datatype %r is not a type here; using JSON Schema", type_text)
-        self._type_cache[type_text] = info
-        return info
 
     # --- messages ----------------------------------------------------------------------------
 
     def on_schema(self, line: int, message: Message) -> None:
-        """SCHEMA: build the columns; create/evolve the stream's loader."""
+        """SCHEMA: build the columns; create the stream's load, or change its table."""
         stream = message.stream
         if not isinstance(stream, str) or not stream:
             raise LoadError("SCHEMA message without a stream name", line=line)
@@ -108,35 +84,40 @@ class LoadSession:
             columns = build_columns(
                 message.schema or {},
                 keys,
-                self.resolve_type,
+                self.control.resolve_type,
                 add_metadata=self.cfg.add_record_metadata,
             )
         except SchemaError as exc:
             raise LoadError(str(exc), stream=stream, line=line) from None
-        if self.cfg.load_method == "upsert" and not keys:
-            raise LoadError(
-                "load_method 'upsert' needs key properties, and this stream has none",
-                stream=stream,
-                line=line,
-            )
         key_columns = [next(c.name for c in columns if c.prop == k) for k in keys]
-        loader = self.loaders.get(stream)
-        if loader is None:
-            table = self._table_for(stream)
-            self.control_cursor()  # schema + history table exist before any load
-            try:
-                bookmarks = _names(message.bookmark_properties)
-                loader = StreamLoader(self, stream, table, columns, key_columns, line, bookmarks)
-            except psycopg2.Error as exc:
-                raise LoadError(server_message(exc), stream=stream, line=line) from None
-            self.loaders[stream] = loader
-            name = json.dumps(stream, ensure_ascii=False).encode()[1:-1]
-            if name == stream.encode():  # as a RECORD line spells it: no JSON escapes
-                self.fast_records[name] = self._fast_record(loader)
-        else:
-            loader.bookmarks = _names(message.bookmark_properties)
-            with loader.database_errors(line):
-                loader.apply_schema(columns, key_columns, line)
+        load = self.loads.get(stream)
+        if load is not None:
+            with load.table.errors(line):
+                load.apply_schema(columns, key_columns, line)
+            return
+        bookmarks = _names(message.bookmark_properties)
+        method = choose(
+            self.cfg.method_for(stream), stream=stream, keys=keys, bookmarks=bookmarks, line=line
+        )
+        table = self._table_for(stream)
+        self.control.cursor()  # schema + history table exist before any load
+        try:
+            load = method(self.ctx, stream, table, columns, key_columns, line)
+        except psycopg2.Error as exc:
+            raise LoadError(server_message(exc), stream=stream, line=line) from None
+        logger.info(
+            "Stream '%s': %s, loaded by %s into %s",
+            stream,
+            f"partial extract (bookmark properties {list(bookmarks)})"
+            if bookmarks
+            else "complete extract",
+            method.name,
+            load.table_sql,
+        )
+        self.loads[stream] = load
+        spelling = record_stream_name(stream)
+        if spelling is not None:
+            self.fast_records[spelling] = self._fast_record(load)
 
     def _table_for(self, stream: str) -> str:
         names = map_identifiers([*self.tables, stream])
@@ -146,31 +127,35 @@ class LoadSession:
         self.tables[stream] = table
         return table
 
+    def _load_of(self, message: Message, line: int, what: str) -> StreamLoad:
+        load = self.loads.get(message.stream)  # type: ignore[arg-type]
+        if load is None:
+            raise RecordBeforeSchemaError(
+                f"{what} before any SCHEMA for this stream", stream=message.stream, line=line
+            )
+        return load
+
     def on_record(self, line: int, message: Message) -> None:
         """RECORD: any line the single-pass path (fast_record) did not take."""
-        loader = self.loaders.get(message.stream)  # type: ignore[arg-type]
-        if loader is None:
-            raise RecordBeforeSchemaError(
-                "RECORD before any SCHEMA for this stream", stream=message.stream, line=line
-            )
+        load = self._load_of(message, line, "RECORD")
         if not message.record:
             raise LoadError("RECORD message without a record", stream=message.stream, line=line)
         try:
-            loader.add(line, message)
-        except psycopg2.Error as exc:  # upsert/append-only load in the main thread
-            raise loader.db_error(exc, line) from None
+            load.add_record(line, bytes(message.record), message.version, message.time_extracted)
+        except psycopg2.Error as exc:  # per-batch loads land in the main thread
+            raise load.table.error(exc, line) from None
         self._count_record()
 
-    def _fast_record(self, loader: StreamLoader) -> Callable[[int, bytes], bool]:
+    def _fast_record(self, load: StreamLoad) -> Callable[[int, bytes], bool]:
         """The hot path: one stream's RECORD lines, straight from the reader (see add_line)."""
-        add_line = loader.add_line
+        add_line = load.add_line
 
         def fast_record(line: int, text: bytes) -> bool:
             try:
                 if not add_line(line, text):
                     return False
-            except psycopg2.Error as exc:  # upsert/append-only load in the main thread
-                raise loader.db_error(exc, line) from None
+            except psycopg2.Error as exc:  # per-batch loads land in the main thread
+                raise load.table.error(exc, line) from None
             self._count_record()
             return True
 
@@ -178,10 +163,10 @@ class LoadSession:
 
     def _count_record(self) -> None:
         self._records_seen += 1
-        if self._records_seen % 20_000 == 0:
+        if self._records_seen % PROGRESS_EVERY_RECORDS == 0:
             self.progress.maybe_report()
-            if self._pending_states:  # a worker may have committed what they cover
-                self._emit_ready_states()
+            if self.states:  # a worker may have committed what they cover
+                self._release_states()
 
     def on_state(self, line: int, message: Message) -> None:
         """STATE: held until every stream with records before it has committed them."""
@@ -189,26 +174,18 @@ class LoadSession:
             logger.info("Input line %d: empty or non-object STATE ignored", line)
             return
         covers = {
-            name: loader.last_record_line
-            for name, loader in self.loaders.items()
-            if loader.uncommitted
+            name: load.last_record_line for name, load in self.loads.items() if load.uncommitted
         }
-        self._pending_states.append((message.value, covers))
-        self._emit_ready_states()
+        self.states.hold(message.value, covers)
+        self._release_states()
 
     def on_activate_version(self, line: int, message: Message) -> None:
-        """ACTIVATE_VERSION: see StreamLoader.activate_version."""
-        loader = self.loaders.get(message.stream)  # type: ignore[arg-type]
-        if loader is None:
-            raise RecordBeforeSchemaError(
-                "ACTIVATE_VERSION before any SCHEMA for this stream",
-                stream=message.stream,
-                line=line,
-            )
+        """ACTIVATE_VERSION: see StreamLoad.activate_version."""
+        load = self._load_of(message, line, "ACTIVATE_VERSION")
         if message.version is None:
-            raise LoadError("ACTIVATE_VERSION without a version", stream=loader.stream, line=line)
-        with loader.database_errors(line):
-            loader.activate_version(int(message.version), line)
+            raise LoadError("ACTIVATE_VERSION without a version", stream=load.stream, line=line)
+        with load.table.errors(line):
+            load.activate_version(int(message.version), line)
 
     def on_batch(self, line: int, message: Message) -> None:
         """BATCH: the records of the files it names, each like one RECORD of this line.
@@ -216,72 +193,53 @@ class LoadSession:
         The message's `version` applies to all of them, as a RECORD's does (so a tap that ends
         its stream with ACTIVATE_VERSION is checked for completeness the same way).
         """
-        loader = self.loaders.get(message.stream)  # type: ignore[arg-type]
-        if loader is None:
-            raise RecordBeforeSchemaError(
-                "BATCH before any SCHEMA for this stream", stream=message.stream, line=line
-            )
+        load = self._load_of(message, line, "BATCH")
         try:
             compression, paths = batch_files.file_paths(message.encoding, message.manifest)
             version = message.version
             for path in paths:
-                loader.batch_file = path
-                add = loader.add_record
+                load.batch_file = path
+                add = load.add_record
                 for number, raw in batch_files.records(path, compression):
                     add(line, raw, version, None, number)
                     self._records_seen += 1
                 self.progress.maybe_report()
         except batch_files.BatchError as exc:
-            raise LoadError(str(exc), stream=loader.stream, line=line) from None
-        except psycopg2.Error as exc:  # upsert/append-only load in the main thread
-            raise loader.db_error(exc, line) from None
-        if self._pending_states:
-            self._emit_ready_states()
+            raise LoadError(str(exc), stream=load.stream, line=line) from None
+        except psycopg2.Error as exc:  # per-batch loads land in the main thread
+            raise load.table.error(exc, line) from None
+        if self.states:
+            self._release_states()
 
-    # --- STATE -------------------------------------------------------------------------------
-
-    def stream_committed(self, loader: StreamLoader) -> None:
-        """Called after every commit: some held STATE may now be safe to write."""
-        self._emit_ready_states()
-
-    def _emit_ready_states(self) -> None:
-        ready = None
-        while self._pending_states:
-            state, covers = self._pending_states[0]
-            if any(self.loaders[name].committed_line < last for name, last in covers.items()):
-                break
-            ready = state
-            self._pending_states.pop(0)
-        if ready is not None:
-            text = json.dumps(ready, separators=(",", ":"))
-            if text != self._last_written:
-                self.write_state(ready)
-                self._last_written = text
+    def _release_states(self) -> None:
+        """Called after commits: some held STATE may now be safe to write."""
+        if self.states:
+            self.states.release({name: load.committed_line for name, load in self.loads.items()})
 
     # --- end ---------------------------------------------------------------------------------
 
     def finish(self) -> None:
         """End of input: commit every stream, then write the last STATE."""
         self.finished = True
-        loaders = list(self.loaders.values())
+        loads = list(self.loads.values())
         # Nothing is committed until every open stream is complete and fully loaded: any
         # failure up to here rolls every open stream back (streams committed earlier by their
         # ACTIVATE_VERSION stay committed). Then the commits, one stream after the other.
-        for loader in loaders:
-            loader.check_complete()
-        for loader in loaders:
-            with loader.database_errors():
-                loader.finish_load()
-        for loader in loaders:
-            with loader.database_errors():
-                loader.wait()
-        for loader in loaders:
-            with loader.database_errors(doing="commit"):
-                loader.finish_commit()
-            self._emit_ready_states()
-        for loader in self.loaders.values():
-            loader.close()
-        self._close_control()
+        for load in loads:
+            load.check_complete()
+        for load in loads:
+            with load.table.errors():
+                load.finish_load()
+        for load in loads:
+            with load.table.errors():
+                load.wait()
+        for load in loads:
+            with load.table.errors(doing="commit"):
+                load.finish_commit()
+            self._release_states()
+        for load in loads:
+            load.close()
+        self.control.close()
         self.log_summary()
 
     def abort(self, exc: BaseException) -> BaseException:
@@ -292,7 +250,7 @@ class LoadSession:
         an error a worker met there comes earlier in the input, so it is the one reported.
         """
         if not isinstance(exc, (InterruptedError_, KeyboardInterrupt)):
-            earlier = [loader.settle() for loader in self.loaders.values()]
+            earlier = [load.settle() for load in self.loads.values()]
             located = [e for e in earlier if isinstance(e, LoadError) and e.line is not None]
             failures = located or [e for e in earlier if e is not None]
             if failures and not any(e is exc for e in failures):
@@ -300,54 +258,42 @@ class LoadSession:
         status = getattr(exc, "status", "failed")
         failed_stream = getattr(exc, "stream", None)
         message = str(exc) if isinstance(exc, LoadError) else server_message(exc)
-        for loader in self.loaders.values():
-            loader.abort()
-            open_work = loader.status == "running" or loader.uncommitted or loader.in_replace
-            if not open_work:
+        for load in self.loads.values():
+            load.abort()
+            if not load.open_work:
                 continue
-            loader.status = status
-            loader.finished = time.monotonic()
-            own = failed_stream is None or failed_stream == loader.stream
-            try:
-                if loader.history_id is None:  # failed before its load began
-                    loader.history_id = history.start(
-                        self.control_cursor(),
-                        self.cfg.schema,
-                        run_id=self.run_id,
-                        stream=loader.stream,
-                        table=loader.table,
-                        load_method=loader.method or self.cfg.load_method,
-                        version=self.version,
-                    )
-                history.finish(
-                    self.control_cursor(),
-                    self.cfg.schema,
-                    loader.history_id,
-                    status=status,
-                    rows=0,
-                    first_line=loader.first_line,
-                    last_line=loader.last_record_line or None,
-                    error=message if own else f"rolled back because of: {message}",
-                )
-            except (psycopg2.Error, ConnectionError, LoadError):
-                logger.warning("Could not record the failure of stream '%s'", loader.stream)
-        self._close_control()
+            load.status = status
+            load.finished = time.monotonic()
+            own = failed_stream is None or failed_stream == load.stream
+            self._record_failure(load, status, message if own else f"rolled back because of: "
+                                 f"{message}")  # fmt: skip
+        self.control.close()
         self.log_summary()
         return exc
 
-    def _close_control(self) -> None:
-        if self._control is not None:
-            with contextlib.suppress(psycopg2.Error):
-                self._control.close()
-            self._control = None
+    def _record_failure(self, load: StreamLoad, status: str, error: str) -> None:
+        history = self.ctx.history
+        try:
+            if load.history_id is None:  # failed before its load began
+                load.history_id = history.start(load.stream, load.table.table, load.name)
+            history.record_failure(
+                load.history_id,
+                status=status,
+                first_line=load.first_line,
+                last_line=load.last_record_line or None,
+                error=error,
+            )
+        except (psycopg2.Error, ConnectionError, LoadError):
+            logger.warning("Could not record the failure of stream '%s'", load.stream)
 
     def log_summary(self) -> None:
-        """The per-stream summary table, on stderr."""
-        if not self.loaders:
+        """The per-stream summary table, on stderr, and which paths converted the records."""
+        if not self.loads:
             return
-        for text in summary_lines(self.loaders.values()):
+        for text in summary_lines(self.loads.values()):
             sys.stderr.write(text + "\n")
         sys.stderr.flush()
+        logger.info("%s", path_summary(self.loads.values()))
 
 
 def _names(value: object) -> tuple[str, ...]:

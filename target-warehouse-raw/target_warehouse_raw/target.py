@@ -1,4 +1,4 @@
-"""The target: name, settings and wiring. Behaviour lives in session.py and loader.py."""
+"""The target: name, capabilities, settings and wiring. Behaviour lives in session.py and load/."""
 
 from __future__ import annotations
 
@@ -8,47 +8,22 @@ import sys
 import typing as t
 
 from singer_sdk import Target
-from singer_sdk import typing as th
-from singer_sdk.helpers.capabilities import PluginCapabilities
-from singer_sdk.sinks import BatchSink
+from singer_sdk.helpers.capabilities import PluginCapabilities, TargetCapabilities
 
 from target_warehouse_raw.config import (
-    LOAD_METHODS,
-    SSL_MODES,
     ConfigError,
     drop_blank_environment,
     is_blank,
     nest_dotted_keys,
     parse_config,
 )
-from target_warehouse_raw.db import WarehouseUnreachableError
+from target_warehouse_raw.copy_text.native import native_converter_built
 from target_warehouse_raw.errors import InterruptedError_, LoadError
-from target_warehouse_raw.message_reader import WarehouseRawReader
-from target_warehouse_raw.reader import Message
-from target_warehouse_raw.rows import native_converter_built
+from target_warehouse_raw.messages.decode import Message
+from target_warehouse_raw.messages.sdk_reader import WarehouseRawReader
 from target_warehouse_raw.session import LoadSession
-
-_SOURCE = th.ObjectType(
-    th.Property("host", th.StringType, description="Source host (default localhost)."),
-    th.Property("port", th.IntegerType, description="Source port (default 5432)."),
-    th.Property("database", th.StringType, description="Database (default: the source name)."),
-    th.Property("user", th.StringType, description="User (default postgres)."),
-    th.Property("password", th.StringType, secret=True, description="Password."),
-    th.Property(
-        "sslmode",
-        th.StringType,
-        allowed_values=list(SSL_MODES),
-        description="libpq sslmode (default: libpq's, prefer).",
-    ),
-    th.Property(
-        "connect_timeout",
-        th.IntegerType,
-        description="Seconds to wait for a connection (default 10).",
-    ),
-    th.Property("schema", th.StringType, description="Schema (default public)."),
-    th.Property("table", th.StringType, description="Table (default <name>_production)."),
-    additional_properties=False,
-)
+from target_warehouse_raw.settings import SETTINGS
+from target_warehouse_raw.warehouse.db import WarehouseUnreachableError
 
 
 def _without_blank_fields(sources: object) -> object:
@@ -63,84 +38,31 @@ def _without_blank_fields(sources: object) -> object:
     }
 
 
-class WarehouseRawSink(BatchSink):
-    """Never used: the target's own loader replaces the SDK's sink machinery (see README)."""
-
-    def process_batch(self, context: dict) -> None:  # pragma: no cover
-        """Not called."""
-        raise NotImplementedError
-
-
 class TargetWarehouseRaw(Target):
     """Loads any tap's streams into a PostgreSQL raw schema with COPY, replacing atomically."""
 
     name = "target-warehouse-raw"
-    default_sink_class = WarehouseRawSink
     message_reader_class = WarehouseRawReader
-    capabilities: t.ClassVar = [PluginCapabilities.ABOUT]
+    capabilities: t.ClassVar = [
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.ACTIVATE_VERSION,
+        PluginCapabilities.BATCH,
+        TargetCapabilities.HARD_DELETE,
+        TargetCapabilities.SOFT_DELETE,
+        TargetCapabilities.TARGET_SCHEMA,
+    ]
+    """What the target does: ACTIVATE_VERSION (never deleting before the new version is
+    committed), BATCH messages (local JSON Lines files), hard and soft delete of older
+    versions, a target schema. The SDK's sink machinery is not used (the session and load/
+    replace it), so there is no default sink class and no stream maps here."""
 
-    config_jsonschema = th.PropertiesList(
-        th.Property("host", th.StringType, title="Host", default="localhost",
-                    description="Warehouse PostgreSQL host."),
-        th.Property("port", th.IntegerType, title="Port", default=5432,
-                    description="Warehouse PostgreSQL port."),
-        th.Property("database", th.StringType, title="Database", default="warehouse",
-                    description="Warehouse database name."),
-        th.Property("user", th.StringType, title="User", default="postgres",
-                    description="Warehouse user."),
-        th.Property("password", th.StringType, title="Password", secret=True,
-                    description="Warehouse password (never logged)."),
-        th.Property("schema", th.StringType, title="Schema", default="raw",
-                    description="Schema that receives one table per stream (created if missing)."),
-        th.Property("sslmode", th.StringType, title="SSL mode",
-                    allowed_values=["disable", "allow", "prefer", "require", "verify-ca",
-                                    "verify-full"],
-                    description="libpq sslmode for the warehouse connection."),
-        th.Property("connect_timeout", th.IntegerType, title="Connect timeout", default=10,
-                    description="Seconds to wait for the warehouse to accept a connection."),
-        th.Property("load_method", th.StringType, title="Load method", default="auto",
-                    allowed_values=list(LOAD_METHODS),
-                    description="`auto`: each stream gets what fits it: a complete (full-table) "
-                    "extract is replaced, a partial (incremental) one is upserted by key, or "
-                    "appended when it has no key. `overwrite`: transactional replace of each "
-                    "stream's table (readers see the old table until the new one is "
-                    "committed); a partial extract is refused. `upsert`: insert or update by "
-                    "key properties, last record per key wins. `append-only`: insert every "
-                    "record."),
-        th.Property("batch_size_rows", th.IntegerType, title="Batch size (rows)",
-                    default=20_000, description="Most records landed per COPY batch (a "
-                    "stream holds at most three batches: being read, queued, being loaded)."),
-        th.Property("batch_size_bytes", th.IntegerType, title="Batch size (bytes)",
-                    default=16 * 1024 * 1024,
-                    description="Most bytes of record JSON buffered per batch; bounds memory."),
-        th.Property("add_record_metadata", th.BooleanType, title="Add record metadata",
-                    default=False,
-                    description="Add the Singer `_sdc_*` metadata columns (SDK convention)."),
-        th.Property("hard_delete", th.BooleanType, title="Hard delete", default=False,
-                    description="upsert/append-only: on ACTIVATE_VERSION delete rows of older "
-                    "versions instead of setting `_sdc_deleted_at`."),
-        th.Property("lock_timeout", th.NumberType, title="Lock timeout", default=5,
-                    description="Seconds a schema change (ALTER TABLE before a load) may wait "
-                    "for its lock; bounds how long a reader can be blocked."),
-        th.Property("ddl_retries", th.IntegerType, title="DDL retries", default=5,
-                    description="Tries for a schema change that hits lock_timeout."),
-        th.Property("strip_nul_characters", th.BooleanType, title="Strip NUL characters",
-                    default=False,
-                    description="Remove U+0000 from text and JSON values (PostgreSQL cannot "
-                    "store it). Off: such a record is refused with an error."),
-        th.Property("analyze_after_load", th.BooleanType, title="Analyze after load",
-                    default=False,
-                    description="Run ANALYZE on a table after replacing it (off: autovacuum "
-                    "analyzes it after a large change)."),
-        th.Property("progress_interval", th.NumberType, title="Progress interval", default=5,
-                    description="Seconds between progress log lines per stream (0: off)."),
-        th.Property("check_sources", th.ObjectType(additional_properties=_SOURCE),
-                    title="Check sources",
-                    description="Only for `target-warehouse-raw-check`: source name -> "
-                    "{host, port, database, user, password, sslmode, connect_timeout, schema, "
-                    "table}; its row count is "
-                    "compared with the warehouse table of the stream with that name."),
-    ).to_dict()  # fmt: skip
+    config_jsonschema = SETTINGS
+
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """Add nothing: every setting is declared in settings.py. The SDK's built-in ones
+        (batch_config, process_activate_version_messages, ...) configure its sink machinery,
+        which this target does not use; listing them would promise what it does not do."""
 
     def __init__(self, **kwargs: t.Any) -> None:
         """Treat empty TARGET_WAREHOUSE_RAW_* variables as unset (Meltano exports unset $VARs)."""

@@ -47,7 +47,7 @@ def test_an_incremental_extract_is_merged_never_replacing_the_table(warehouse, r
     assert run.states == [{"bookmarks": {"orders": {"replication_key_value": 6}}}]
     history = "SELECT load_method, status, rows FROM raw._load_history ORDER BY id"
     assert warehouse.query(history) == [("overwrite", "replaced", 3), ("upsert", "upserted", 2)]
-    assert "partial (incremental) extract, loaded by upsert" in run.stderr
+    assert "partial extract (bookmark properties ['updated']), loaded by upsert" in run.stderr
 
 
 def test_an_incremental_run_without_changes_leaves_the_table_alone(warehouse, run_target):
@@ -76,18 +76,18 @@ def test_a_complete_extract_still_replaces_the_table(warehouse, run_target):
     assert warehouse.table("orders") == [(9, "z", 3)]
 
 
-def test_a_full_read_of_an_incremental_stream_replaces_when_the_tap_versions_it(
-    warehouse, run_target
-):
-    """A full refresh: bookmark properties, but versioned records closed by ACTIVATE_VERSION."""
+def test_a_stream_that_names_bookmarks_is_merged_even_with_versions(warehouse, run_target):
+    """Bookmark properties say the extract may be partial: never replaced, whatever else it
+    carries (a tap's full read says so by sending its SCHEMA without them)."""
     assert run_target(full_table((1, "a", 1), (2, "b", 1), (3, "c", 1))).returncode == 0
-    refresh = full_table((2, "b", 1), (3, "c", 1), version=7).replace(
+    refresh = full_table((2, "B", 1), version=7).replace(
         '"key_properties": ["id"]', '"key_properties": ["id"], "bookmark_properties": ["updated"]'
     )
     assert '"bookmark_properties"' in refresh
     run = run_target(refresh)
     assert run.returncode == 0, run.stderr
-    assert warehouse.table("orders") == [(2, "b", 1), (3, "c", 1)]
+    rows = warehouse.query('SELECT id, name, "_sdc_deleted_at" IS NULL FROM raw.orders ORDER BY 1')
+    assert rows == [(1, "a", False), (2, "B", True), (3, "c", False)]  # older versions marked
 
 
 @pytest.mark.parametrize("rows", [[(2, "B", 5)], []], ids=["with-records", "no-records"])
@@ -101,3 +101,29 @@ def test_overwrite_of_a_partial_extract_is_refused_and_changes_nothing(warehouse
     if rows:  # no STATE covering a refused record (one that covers none is harmless)
         assert run.states == []
     assert warehouse.table("orders") == [(1, "a", 1), (2, "b", 1)]
+
+
+def test_a_per_stream_load_method_overrides_the_global_one(warehouse, run_target):
+    other = singer(
+        schema_message("parts", {"id": {"type": "integer"}}, ["id"]),
+        record("parts", {"id": 1}),
+    )
+    config = {"stream_load_methods": {"parts": "upsert"}}
+    assert run_target(full_table((1, "a", 1)) + other, config=config).returncode == 0
+    second = full_table((2, "b", 2), version=2) + other.replace('"id": 1}}', '"id": 2}}')
+    run = run_target(second, config=config)
+    assert run.returncode == 0, run.stderr
+    assert warehouse.table("orders") == [(2, "b", 2)]  # replaced (auto)
+    assert warehouse.table("parts") == [(1,), (2,)]  # upserted (its override)
+    assert "Stream 'parts': complete extract, loaded by upsert" in run.stderr
+
+
+def test_default_target_schema_is_the_sdk_name_of_schema(warehouse, run_target):
+    run = run_target(full_table((1, "a", 1)), config={"default_target_schema": "landing"})
+    assert run.returncode == 0, run.stderr
+    assert warehouse.query("SELECT id FROM landing.orders") == [(1,)]
+    clash = run_target(
+        full_table((1, "a", 1)), config={"schema": "raw", "default_target_schema": "x"}
+    )
+    assert clash.returncode == 1
+    assert "settings 'schema' and 'default_target_schema' name different schemas" in clash.stderr

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from target_warehouse_raw.config import ConfigError, drop_blank_environment, parse_config
-from target_warehouse_raw.names import map_identifier, map_identifiers, short_hash
-from target_warehouse_raw.reader import has_nul, strip_nul
-from target_warehouse_raw.rows import array_text, json_text, text
-from target_warehouse_raw.types import json_schema_type, json_types
+from target_warehouse_raw.copy_text.nul import has_nul, strip_nul
+from target_warehouse_raw.copy_text.values import array_text, json_text, text
+from target_warehouse_raw.schema.columns import json_schema_type, json_types
+from target_warehouse_raw.schema.names import map_identifier, map_identifiers, short_hash
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from target_warehouse_raw import rows
-from target_warehouse_raw.rows import ConversionError, RowEncoder
-from target_warehouse_raw.types import Column
+from target_warehouse_raw.copy_text import native
+from target_warehouse_raw.copy_text.encoder import CopyRowEncoder
+from target_warehouse_raw.copy_text.values import ConversionError
+from target_warehouse_raw.schema.columns import Column
 
 STREAM = "s"
 
@@ -32,19 +33,24 @@ def c_compiler() -> str | None:
 
 
 needs_converter = pytest.mark.skipif(
-    rows._rowcopy is None, reason="no compiled converter (no C compiler at install)"
+    native._rowcopy is None, reason="no compiled converter (no C compiler at install)"
 )
 
 
-def python_path(encoder: RowEncoder, line: bytes) -> tuple[bytes, int | None] | None:
-    """What StreamLoader.add_line's Python path makes of a line (None: it refuses it)."""
+def encoder_for(columns: list[Column], params: dict[str, str]) -> CopyRowEncoder:
+    """The stream's encoder, as a stream load builds it."""
+    return CopyRowEncoder(columns, params, stream=STREAM, strip_nul_characters=False)
+
+
+def python_path(encoder: CopyRowEncoder, line: bytes) -> tuple[bytes, int | None] | None:
+    """What the encoder's typed Python line path makes of a line (None: it refuses it)."""
     try:
-        message = encoder.decode_line(line)
+        message = encoder.typed.decode_line(line)
     except (msgspec.DecodeError, UnicodeError):
         return None
     if message.type != "RECORD" or message.stream != STREAM:
         return None
-    fmt = encoder.format_plain if b"\\" not in line else encoder.format_escaped
+    fmt = encoder.typed.format_plain if b"\\" not in line else encoder.typed.format_escaped
     try:
         row = fmt(message.record, 1, message.version, message.time_extracted, "now")
     except (KeyError, ConversionError, UnicodeError):
@@ -86,10 +92,10 @@ WIDE = [
 def test_the_compiled_converter_is_built_and_used_for_common_records():
     # Where a C compiler is installed, the install builds the C module, and an ordinary
     # record of every column kind goes through it.
-    if c_compiler() is None and rows._rowcopy is None:
+    if c_compiler() is None and native._rowcopy is None:
         pytest.skip("no C compiler: the target runs its Python path alone")
-    assert rows._rowcopy is not None, "a C compiler is installed, yet the converter is not built"
-    encoder = RowEncoder(WIDE, {})
+    assert native._rowcopy is not None, "a C compiler is installed, yet the converter is not built"
+    encoder = encoder_for(WIDE, {})
     assert encoder.native is not None
     text = line(
         {"id": 7, "name": "pen", "qty": 3, "ok": True, "amount": 12.50, "doc": {"a": [1]},
@@ -127,7 +133,7 @@ HARD_LINES = [
 @needs_converter
 @pytest.mark.parametrize("text", HARD_LINES)
 def test_hard_lines_convert_exactly_as_the_python_path(text):
-    encoder = RowEncoder(WIDE, {})
+    encoder = encoder_for(WIDE, {})
     expected = python_path(encoder, text)
     assert expected is not None
     assert encoder.native.convert(text, STREAM.encode()) == expected
@@ -166,16 +172,16 @@ REFUSED_LINES = [
 @needs_converter
 @pytest.mark.parametrize("text", REFUSED_LINES)
 def test_unusual_lines_are_left_to_the_python_path(text):
-    encoder = RowEncoder(WIDE, {})
+    encoder = encoder_for(WIDE, {})
     assert encoder.native.convert(text, STREAM.encode()) is None
 
 
 @needs_converter
 def test_no_converter_where_it_cannot_match_the_python_path():
     # base64 bytea needs decoding, metadata columns need the load's times: Python does both.
-    assert RowEncoder([column("b", "bytea64", ["string"])], {}).native is None
+    assert encoder_for([column("b", "bytea64", ["string"])], {}).native is None
     metadata = Column("_sdc_batched_at", "", "timestamptz", "text", None, metadata=True)
-    assert RowEncoder([WIDE[0], metadata], {}).native is None
+    assert encoder_for([WIDE[0], metadata], {}).native is None
 
 
 # --- generated schemas and lines ---------------------------------------------------------
@@ -253,7 +259,7 @@ def lines_for(draw: st.DrawFn, columns: list[Column]) -> bytes:
 @given(data=st.data())
 def test_generated_lines_convert_exactly_as_the_python_path_or_not_at_all(data):
     columns = data.draw(tables())
-    encoder = RowEncoder(columns, {})
+    encoder = encoder_for(columns, {})
     assume(encoder.native is not None)
     for _ in range(5):
         text = data.draw(lines_for(columns))
@@ -262,9 +268,9 @@ def test_generated_lines_convert_exactly_as_the_python_path_or_not_at_all(data):
             assert converted == python_path(encoder, text), text
 
 
-def python_encoder(columns: list[Column]) -> RowEncoder:
+def python_encoder(columns: list[Column]) -> CopyRowEncoder:
     """An encoder with the compiled converter switched off: the reference."""
-    encoder = RowEncoder(columns, {})
+    encoder = encoder_for(columns, {})
     encoder.native = None
     return encoder
 
@@ -274,11 +280,11 @@ def python_encoder(columns: list[Column]) -> RowEncoder:
 def test_bare_records_convert_exactly_as_the_python_path(text):
     # BATCH file lines and the records of the general RECORD path are bare record objects.
     raw = bytes(msgspec.json.decode(text, type=dict[str, msgspec.Raw])["record"])
-    encoder = RowEncoder(WIDE, {})
+    encoder = encoder_for(WIDE, {})
     row = encoder.native.convert_record(raw)
     assert row is not None
-    assert row == python_encoder(WIDE).encode(raw, 1, None, None, "now")
-    assert encoder.encode(raw, 1, None, None, "now") == row
+    assert row == python_encoder(WIDE).record(raw, 1, None, None, "now")
+    assert encoder.record(raw, 1, None, None, "now") == row
 
 
 @needs_converter
@@ -286,7 +292,7 @@ def test_bare_records_convert_exactly_as_the_python_path(text):
 @given(data=st.data())
 def test_generated_records_convert_exactly_as_the_python_path_or_not_at_all(data):
     columns = data.draw(tables())
-    encoder = RowEncoder(columns, {})
+    encoder = encoder_for(columns, {})
     assume(encoder.native is not None)
     reference = python_encoder(columns)
     for _ in range(5):
@@ -297,7 +303,7 @@ def test_generated_records_convert_exactly_as_the_python_path_or_not_at_all(data
             continue
         row = encoder.native.convert_record(raw)
         if row is not None:
-            assert row == reference.encode(raw, 1, None, None, "now"), raw
+            assert row == reference.record(raw, 1, None, None, "now"), raw
 
 
 @needs_converter
@@ -311,7 +317,7 @@ def test_generated_records_convert_exactly_as_the_python_path_or_not_at_all(data
 def test_damaged_lines_are_refused_or_converted_exactly(base, cut, position, byte):
     # Truncated lines and lines with one byte changed: the converter never reads past the
     # line, never crashes, and whatever it still converts, it converts as Python would.
-    encoder = RowEncoder(WIDE, {})
+    encoder = encoder_for(WIDE, {})
     damaged = bytearray(base[: max(1, len(base) - cut % len(base))])
     damaged[position % len(damaged)] = byte
     text = bytes(damaged)

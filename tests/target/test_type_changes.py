@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from conftest import record, schema_message, singer
 
-from target_warehouse_raw.type_change import canonical, holds, plan
+from target_warehouse_raw.schema.type_change import canonical, holds, plan
 
 pytestmark = pytest.mark.integration
 

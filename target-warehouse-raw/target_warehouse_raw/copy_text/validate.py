@@ -5,7 +5,7 @@ object; a key property is present and not null; a `required` property is present
 JSON type is one the property's schema allows (integer and number both mean "a JSON number";
 the column type's input function then refuses 1.5 for an integer column, on the server).
 
-rows.py decodes each record once with a typed msgspec Struct; only a record it refuses comes
+The typed path decodes each record once with a msgspec Struct; only a record it refuses comes
 here, to be decoded with the standard library and have its first problem named, so msgspec's
 own limits (duplicate keys, a lone surrogate escape) never refuse a record the rules accept.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from target_warehouse_raw.types import Column
+from target_warehouse_raw.schema.columns import Column
 
 
 class Violation(ValueError):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
-from target_warehouse_raw.reader import split_lines
+from target_warehouse_raw.messages.decode import split_lines
 
 COMPRESSIONS = ("none", "gzip")
 

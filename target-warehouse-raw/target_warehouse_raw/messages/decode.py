@@ -1,12 +1,12 @@
-"""Fast Singer line reader: msgspec decodes each line into a small struct.
+"""Singer input lines -> small message structs (msgspec), with their line numbers.
 
 The record stays `msgspec.Raw` (the original JSON bytes): it is never turned into a Python
-dict; rows.py decodes it once into a typed struct and writes its COPY line.
+dict; copy_text/ decodes it once into a typed struct and writes its COPY line.
 """
 
 from __future__ import annotations
 
-import re
+import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -85,6 +85,19 @@ RECORD_PREFIX = b'{"type":"RECORD","stream":"'
 """How RECORD lines of SDK taps (and ours) begin: the stream name follows, then a quote."""
 
 
+def record_stream_name(stream: str) -> bytes | None:
+    """The stream's name as a compact RECORD line spells it after RECORD_PREFIX, or None when
+    JSON would escape it (quotes, backslashes, control characters, lone surrogates): lines of
+    such a stream are read by the general path, never matched by their bytes."""
+    spelled = json.dumps(stream, ensure_ascii=False)[1:-1]
+    if spelled != stream:
+        return None
+    try:
+        return stream.encode()
+    except UnicodeError:
+        return None
+
+
 def decode_message(number: int, line: bytes) -> Message | None:
     """One line as a Message; None for a blank line; MalformedLineError otherwise."""
     try:
@@ -100,42 +113,3 @@ def decode_message(number: int, line: bytes) -> Message | None:
 def read_lines(file_input: IO[Any] | None) -> Iterator[tuple[int, bytes]]:
     """(1-based input line number, line without its newline)."""
     return enumerate(_lines(file_input), start=1)
-
-
-# --- NUL characters -------------------------------------------------------------------------
-# PostgreSQL text and jsonb cannot hold U+0000. In JSON it can only appear as the escape
-# \u0000, and only when that backslash is not itself escaped (\\u0000 is literal text).
-_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-def has_nul(raw: bytes) -> bool:
-    """True when the JSON text holds a real U+0000 character (fast path: a substring test)."""
-    return b"\\u0000" in raw and _NUL_ESCAPE.search(raw) is not None
-
-
-def strip_nul(raw: bytes) -> bytes:
-    """Remove every U+0000 character from the JSON text, keeping escaped backslashes."""
-    return _NUL_ESCAPE.sub(rb"\1", raw)
-
-
-def _contains_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
-
-
-def nul_property(raw: bytes) -> str:
-    """The first top-level property whose name or value holds U+0000 (error path only)."""
-    try:
-        record = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return "?"
-    if isinstance(record, dict):
-        for key, value in record.items():
-            if _contains_nul(key) or _contains_nul(value):
-                return key
-    return "?"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import psycopg2.extensions
 
-from target_warehouse_raw.db import table_sql
-from target_warehouse_raw.names import quote
+from target_warehouse_raw.schema.names import quote
+from target_warehouse_raw.warehouse.db import table_sql
+
+logger = logging.getLogger("target-warehouse-raw")
 
 HISTORY_TABLE = "_load_history"
 
@@ -97,3 +102,69 @@ def finish(
             WHERE id = %s""",
         (status, rows, first_line, last_line, error, history_id),
     )
+
+
+class LoadHistory:
+    """This run's rows of the load history, written on the session's control connection
+    (autocommit), so that a `running` row is visible while the stream's data transaction is
+    still open, and a failure is recorded after that transaction was rolled back."""
+
+    def __init__(
+        self,
+        cursor: Callable[[], psycopg2.extensions.cursor],
+        schema: str,
+        *,
+        run_id: str,
+        target_version: str,
+    ) -> None:
+        self._cursor = cursor
+        self.schema = schema
+        self.run_id = run_id
+        self.target_version = target_version
+
+    def begin(self, stream: str, table: str, load_method: str) -> int:
+        """The stream's `running` row (earlier runs' leftovers of the table marked first).
+
+        Called while holding the table's advisory lock, so those earlier loaders are gone.
+        """
+        cursor = self._cursor()
+        stale = mark_stale_interrupted(cursor, self.schema, table, self.run_id)
+        if stale:
+            logger.warning(
+                "Stream '%s': %d earlier load(s) of %s never finished; marked interrupted",
+                stream, stale, table_sql(self.schema, table),
+            )  # fmt: skip
+        return self.start(stream, table, load_method)
+
+    def start(self, stream: str, table: str, load_method: str) -> int:
+        """A `running` row for the stream, without looking at earlier ones."""
+        return start(
+            self._cursor(),
+            self.schema,
+            run_id=self.run_id,
+            stream=stream,
+            table=table,
+            load_method=load_method,
+            version=self.target_version,
+        )
+
+    def record_failure(
+        self,
+        history_id: int,
+        *,
+        status: str,
+        first_line: int | None,
+        last_line: int | None,
+        error: str,
+    ) -> None:
+        """Close the stream's row as failed or interrupted, after its rollback."""
+        finish(
+            self._cursor(),
+            self.schema,
+            history_id,
+            status=status,
+            rows=0,
+            first_line=first_line,
+            last_line=last_line,
+            error=error,
+        )

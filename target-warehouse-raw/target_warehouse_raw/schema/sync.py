@@ -16,10 +16,10 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from target_warehouse_raw import type_change
 from target_warehouse_raw.errors import LoadError
-from target_warehouse_raw.names import literal, quote
-from target_warehouse_raw.types import Column
+from target_warehouse_raw.schema import type_change
+from target_warehouse_raw.schema.columns import Column
+from target_warehouse_raw.schema.names import literal, quote
 
 logger = logging.getLogger("target-warehouse-raw")
 

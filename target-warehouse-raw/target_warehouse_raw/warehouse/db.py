@@ -8,7 +8,8 @@ import psycopg2
 import psycopg2.extensions
 
 from target_warehouse_raw.config import ConnectionSettings
-from target_warehouse_raw.names import literal, quote
+from target_warehouse_raw.errors import LoadError
+from target_warehouse_raw.schema.names import literal, quote
 
 APP = "target-warehouse-raw"
 
@@ -65,3 +66,34 @@ def server_message(exc: BaseException) -> str:
         return primary
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def lost_connection(
+    exc: BaseException, stream: str | None, *, doing: str = "", line: int | None = None
+) -> LoadError:
+    """The connection broke: say so, with the first error of the chain (ROLLBACK TO SAVEPOINT
+    on a dead connection only adds "cursor already closed")."""
+    root: BaseException = exc
+    while isinstance(root.__context__, psycopg2.Error):
+        root = root.__context__
+    during = f" during {doing}" if doing else ""
+    problem = f"lost the connection to the warehouse{during} ({server_message(root)})"
+    if doing == "commit":
+        problem += "; the table holds its complete old or complete new content"
+    return LoadError(problem, stream=stream, line=line)
+
+
+def database_error(
+    exc: BaseException,
+    conn: psycopg2.extensions.connection,
+    stream: str | None,
+    *,
+    line: int | None = None,
+    doing: str = "",
+) -> LoadError:
+    """A database error as one clear LoadError naming the stream (no traceback)."""
+    if isinstance(exc, LoadError):
+        return exc
+    if conn.closed or isinstance(exc, psycopg2.InterfaceError):
+        return lost_connection(exc, stream, doing=doing, line=line)
+    return LoadError(server_message(exc), stream=stream, line=line)

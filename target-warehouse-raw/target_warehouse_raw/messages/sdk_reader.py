@@ -1,4 +1,4 @@
-"""The SDK reader interface, backed by our fast reader (reader.py).
+"""The SDK reader interface, backed by our fast line decoder (decode.py).
 
 Callbacks receive `(line number, Message)` rather than a dict, so the record JSON is never
 parsed as a Python dict. At the end of input `on_end` commits everything. Any failure (bad
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from singer_sdk.singerlib.encoding import GenericSingerReader, SingerMessageType
 
 from target_warehouse_raw.errors import LoadError
-from target_warehouse_raw.reader import (
+from target_warehouse_raw.messages.decode import (
     RECORD_PREFIX,
     MalformedLineError,
     decode_message,
@@ -40,9 +40,9 @@ class WarehouseRawReader(GenericSingerReader[str]):
 
     on_failure: Callable[[BaseException], BaseException | None] | None = None
     on_end: Callable[[], None] | None = None
-    # RECORD lines by stream name (as its JSON bytes): a loader's single-pass path, which
+    # RECORD lines by stream name (as its JSON bytes): a stream load's single-pass path, which
     # returns False, having changed nothing, for any line it does not take (see
-    # StreamLoader.add_line); the line is then decoded and dispatched as usual.
+    # StreamLoad.add_line); the line is then decoded and dispatched as usual.
     fast_records: dict[bytes, Callable[[int, bytes], bool]] | None = None
 
     @property

@@ -1,7 +1,7 @@
 """Column types, and how each column's value is turned into its text form.
 
 A column's type comes from the exact `x-sql-datatype` hint when the warehouse has that type,
-otherwise from JSON Schema. Its `kind` says how rows.py writes a JSON value as the text the
+otherwise from JSON Schema. Its `kind` says how copy_text/ writes a JSON value as the text the
 type's own input function reads (the server parses it; Python never converts the value).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from target_warehouse_raw.names import map_identifiers
+from target_warehouse_raw.schema.names import map_identifiers
 
 # x-sql-datatype values we are willing to put into DDL: type names, typmods, array brackets.
 _SAFE_TYPE = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\([0-9, ]+\))?[A-Za-z ]*(\[\d*\])*$')
@@ -34,7 +34,7 @@ class Column:
     name: str  # identifier in the table
     prop: str  # key in the record JSON ('' for metadata columns)
     sql_type: str  # type used in DDL
-    kind: str  # how a value becomes its text form (see rows.py)
+    kind: str  # how a value becomes its text form (see copy_text/values.py)
     json_types: frozenset[str] | None  # allowed JSON types; None = anything
     required: bool = False  # key must be present (JSON Schema `required`)
     key: bool = False  # part of the primary key

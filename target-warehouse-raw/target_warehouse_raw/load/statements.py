@@ -1,6 +1,6 @@
 """SQL text for one stream's batches: COPY straight into the table, or through a staging table.
 
-Pure string building; the loader runs them. Rows are COPY text lines written by rows.py in the
+Pure string building; landing.py runs them. Rows are COPY text lines (copy_text/) in the
 order of `columns`. The staging table (temporary, typed like the live table's columns, plus
 the input line) is only used where rows must be merged: upsert, and a replace whose batch
 repeats a key (the last record per key wins).
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from target_warehouse_raw.names import quote
-from target_warehouse_raw.types import Column
+from target_warehouse_raw.schema.columns import Column
+from target_warehouse_raw.schema.names import quote
 
 STAGE_LINE = "_twr_line"
 

@@ -1,0 +1,214 @@
+"""One stream's table: its columns and keys, its connection, its schema evolution, its encoder.
+
+Schema evolution of an existing table runs before the load in its own short transaction with
+`lock_timeout` (the only moment a reader can wait, see schema/sync.py); a SCHEMA that changes
+in the middle of a load that holds its transaction open is applied inside that transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator, Sequence
+
+import psycopg2
+import psycopg2.extensions
+
+from target_warehouse_raw.copy_text.encoder import CopyRowEncoder, PathCounts
+from target_warehouse_raw.errors import LoadError
+from target_warehouse_raw.load.context import LoadContext
+from target_warehouse_raw.schema.columns import Column, kind_of
+from target_warehouse_raw.schema.sync import (
+    TableShape,
+    TypeChangeRefused,
+    changes,
+    create_table_sql,
+    live_types_kept,
+    read_shape,
+    run_short_ddl,
+)
+from target_warehouse_raw.warehouse.db import (
+    advisory_key,
+    connect,
+    database_error,
+    set_phase,
+    table_sql,
+)
+
+logger = logging.getLogger("target-warehouse-raw")
+
+MAX_COLUMNS = 1600  # PostgreSQL's limit per table
+
+
+class StreamTable:
+    """The table a stream loads into, reached through the stream's own connection."""
+
+    def __init__(
+        self,
+        ctx: LoadContext,
+        stream: str,
+        table: str,
+        columns: list[Column],
+        keys: list[str],
+        *,
+        keyed: bool,
+        line: int,
+    ) -> None:
+        self.ctx = ctx
+        self.stream = stream
+        self.table = table
+        self.table_sql = table_sql(ctx.cfg.schema, table)
+        self.columns = columns
+        self.keys = keys  # column names
+        self.keyed = keyed  # the load method keeps a primary key on the key columns
+        self.schema_line = line
+        self.lock_key = advisory_key(ctx.cfg.schema, table)
+        self.kept_types: dict[str, str] = {}  # live column types that differ from the schema
+        self._encoder: CopyRowEncoder | None = None
+        self.paths = PathCounts()  # records the Python paths converted, every schema together
+        self._check_width(columns, line)
+        self.conn = connect(ctx.cfg.connection, stream, "prepare")
+        self.cursor = self.conn.cursor()
+
+    @property
+    def ddl_keys(self) -> list[str]:
+        """The primary key the table should have."""
+        return self.keys if self.keyed else []
+
+    # --- errors ------------------------------------------------------------------------------
+
+    def error(self, exc: BaseException, line: int | None = None, doing: str = "") -> LoadError:
+        """A database error on this stream's connection as one LoadError naming the stream."""
+        return database_error(exc, self.conn, self.stream, line=line, doing=doing)
+
+    @contextlib.contextmanager
+    def errors(self, line: int | None = None, doing: str = "") -> Iterator[None]:
+        """Turn a database error of the work inside into a LoadError."""
+        try:
+            yield
+        except psycopg2.Error as exc:
+            raise self.error(exc, line, doing) from None
+
+    # --- schema ------------------------------------------------------------------------------
+
+    def _check_width(self, columns: Sequence[Column], line: int) -> None:
+        if len(columns) > MAX_COLUMNS:
+            raise LoadError(
+                f"the schema has {len(columns)} columns; PostgreSQL tables can have at most "
+                f"{MAX_COLUMNS} columns",
+                stream=self.stream,
+                line=line,
+            )
+
+    def _changes(self, shape: TableShape, *, change_keys: bool) -> list[str]:
+        """The DDL that makes the live table fit; a refused type change names this stream."""
+        try:
+            return changes(
+                shape, self.table_sql, self.columns, self.ddl_keys, change_keys=change_keys
+            )
+        except TypeChangeRefused as exc:
+            raise LoadError(str(exc), stream=self.stream, line=self.schema_line) from None
+
+    def prepare(self) -> None:
+        """Evolve an existing table in its own short transaction, before loading."""
+        shape = read_shape(self.cursor, self.table_sql)
+        self.conn.commit()
+        self.kept_types = live_types_kept(shape, self.columns)
+        if shape is None:
+            return
+        statements = self._changes(shape, change_keys=False)
+        cfg = self.ctx.cfg
+        run_short_ddl(
+            self.conn,
+            statements,
+            lock_timeout=cfg.lock_timeout,
+            retries=cfg.ddl_retries,
+            stream=self.stream,
+        )
+
+    def change_schema(self, columns: list[Column], keys: list[str], line: int) -> bool:
+        """A new SCHEMA for this stream; False when nothing changed."""
+        if columns == self.columns and keys == self.keys:
+            return False
+        self._check_width(columns, line)
+        self.schema_line = line
+        self.columns = columns
+        self.keys = keys
+        self._encoder = None
+        return True
+
+    def add_column(self, column: Column) -> None:
+        """A column the target adds itself (e.g. `_sdc_table_version`), in the next prepare."""
+        self.columns = [*self.columns, column]
+        self._encoder = None
+
+    def alter_inside(self, line: int) -> None:
+        """Apply the current schema inside the open transaction (a mid-load SCHEMA change)."""
+        shape = read_shape(self.cursor, self.table_sql)
+        self.kept_types = live_types_kept(shape, self.columns)
+        statements = self._changes(shape, change_keys=True) if shape is not None else []
+        if statements:
+            logger.warning(
+                "Stream '%s': schema changed mid-load (input line %d); changing the table "
+                "inside the load's transaction",
+                self.stream,
+                line,
+            )
+        for statement in statements:
+            self.cursor.execute(statement)
+
+    # --- inside a load's transaction -----------------------------------------------------------
+
+    def lock(self) -> None:
+        """The table's advisory lock: two loads of one table never interleave."""
+        cursor = self.cursor
+        set_phase(cursor, self.stream, "lock")
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.lock_key,))
+        if not cursor.fetchone()[0]:
+            logger.info(
+                "Stream '%s': another load of %s is running; waiting for it to finish",
+                self.stream,
+                self.table_sql,
+            )
+            set_phase(cursor, self.stream, "wait-lock")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+
+    def create_and_fit(self, *, change_keys: bool) -> None:
+        """CREATE TABLE if it is new, then the DDL a concurrent run may have made necessary."""
+        self.cursor.execute(create_table_sql(self.table_sql, self.columns, self.ddl_keys))
+        self.fit(change_keys=change_keys)
+
+    def fit(self, *, change_keys: bool) -> None:
+        """Inside the transaction: the DDL that makes the live table fit the schema."""
+        shape = read_shape(self.cursor, self.table_sql)
+        if shape is None:  # pragma: no cover - created just before
+            return
+        for statement in self._changes(shape, change_keys=change_keys):
+            self.cursor.execute(statement)
+
+    # --- rows --------------------------------------------------------------------------------
+
+    def encoder(self) -> CopyRowEncoder:
+        """Record -> COPY line for the current columns (built once per schema)."""
+        if self._encoder is None:
+            columns = []
+            for column in self.columns:
+                live = self.kept_types.get(column.name)
+                info = self.ctx.resolve_type(live) if live else None
+                if info is not None:
+                    column = dataclasses.replace(column, kind=kind_of(info, {}))
+                columns.append(column)
+            self._encoder = CopyRowEncoder(
+                columns,
+                self.ctx.row_params,
+                stream=self.stream,
+                strip_nul_characters=self.ctx.cfg.strip_nul_characters,
+                counts=self.paths,
+            )
+        return self._encoder
+
+    def close(self) -> None:
+        """Close the connection."""
+        with contextlib.suppress(psycopg2.Error):
+            self.conn.close()

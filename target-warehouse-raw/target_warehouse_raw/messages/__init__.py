@@ -1,0 +1,1 @@
+"""Reading Singer input: lines to message structs, the SDK reader interface, BATCH files."""

@@ -1,0 +1,1 @@
+"""Talking to the warehouse: connections, the control connection, the load history."""
