@@ -192,8 +192,12 @@ class EmbeddedPostgres:
         if not (self.data_dir / "postmaster.pid").exists():
             return
         user = _ensure_os_user() if _running_as_root() else None
+        # -t: pg_ctl gives up waiting after 60 s by default, which a shutdown checkpoint on a
+        # busy machine can exceed; the server would then stay up after "stopped".
         self._run(
-            ["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"], user, check=False
+            ["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "300", "stop"],
+            user,
+            check=False,
         )
 
     def destroy(self) -> None:

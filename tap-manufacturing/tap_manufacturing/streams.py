@@ -15,16 +15,16 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg2
 import psycopg2.extensions
-from singer_sdk import Stream
+from singer_sdk import Stream, metrics
 from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.singerlib import ActivateVersionMessage, CatalogEntry
+from singer_sdk.singerlib import ActivateVersionMessage, CatalogEntry, SchemaMessage
 from singer_sdk.streams.core import REPLICATION_INCREMENTAL
 
 from tap_manufacturing.client import SourceError, connect, describe_error, prefetched
@@ -80,6 +80,8 @@ class ManufacturingStream(Stream):
         self.source = source
         self.settings = tap.settings
         self._schema_pending = False
+        self._whole_table = True  # this run reads every row (see get_records)
+        self._record_counter: Any = None
         entry = self._singer_catalog_entry
         super().__init__(tap=tap, schema=entry.schema.to_dict(), name=entry.tap_stream_id)
         self._resolve_replication()
@@ -132,6 +134,24 @@ class ManufacturingStream(Stream):
         failed read for an empty table. `_release_schema` writes it.
         """
         self._schema_pending = True
+
+    @override
+    def _generate_schema_messages(self) -> Iterator[SchemaMessage]:
+        """The SDK's SCHEMA messages, without bookmark properties when this run reads the
+        whole table: that read is complete (versioned, closed by ACTIVATE_VERSION), and a
+        target may replace the table with it. An incremental read that starts from a
+        bookmark names its bookmark property, and is merged, never replacing the table."""
+        for message in super()._generate_schema_messages():
+            if self._whole_table:
+                message.bookmark_properties = None
+            yield message
+
+    @override
+    def get_record_counter(self, **kwargs: Any) -> metrics.Counter:
+        """The SDK's record counter, kept: the fast path writes records itself, past the
+        SDK's per-record loop, and adds each chunk's rows to it (the `record_count` metric)."""
+        self._record_counter = super().get_record_counter(**kwargs)
+        return self._record_counter
 
     def _release_schema(self) -> None:
         if self._schema_pending:
@@ -290,8 +310,12 @@ class ManufacturingStream(Stream):
         if self.replication_method == "INCREMENTAL" and not self.replication_key:
             msg = f"{self.source.describe()}: INCREMENTAL replication needs a replication key"
             raise SourceError(msg)
-        full_table = self.replication_method == "FULL_TABLE"
-        if full_table:
+        starting = self.get_starting_replication_key_value(context)
+        # A whole-table read (full table, or an incremental stream without a bookmark: its
+        # first run, a full refresh, a cleared state) is complete: its records carry a
+        # version and ACTIVATE_VERSION closes it, so a target replaces the table with it.
+        self._whole_table = self.replication_method == "FULL_TABLE" or starting is None
+        if self._whole_table:
             self._stream_version = self._initialized_at
         fast = self._uses_fast_path()
         if not fast and self.settings.batch is not None:
@@ -316,7 +340,6 @@ class ManufacturingStream(Stream):
                 raise SourceError(f"{self.source.describe()}: {exc}") from None
             except psycopg2.Error as exc:
                 raise describe_error(self.source, exc, action) from None
-            starting = self.get_starting_replication_key_value(context)
             query, params, keys = self._build_query(table, starting, fast=fast)
             connection.set_session(
                 isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ,
@@ -337,7 +360,7 @@ class ManufacturingStream(Stream):
             except psycopg2.Error as exc:
                 raise describe_error(self.source, exc, action) from None
         self._release_schema()  # an empty table: the read succeeded with no rows
-        if full_table:
+        if self._whole_table:
             self._write_activate_version()
         self._log_progress(rows, started, final=True)
 
@@ -381,6 +404,8 @@ class ManufacturingStream(Stream):
                     sink.write(_rekey.objects(batch, keys), extracted)
                 rows += len(batch)
                 since_state += len(batch)
+                if self._record_counter is not None:
+                    self._record_counter.increment(len(batch))
                 if key:
                     self._advance_bookmark(key, batch)
                     if since_state >= self.settings.state_interval:

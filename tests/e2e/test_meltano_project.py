@@ -10,6 +10,7 @@ from e2e_helpers import (
     Pipeline,
     assert_warehouse_equals_sources,
     clean_environment,
+    warehouse_rows,
 )
 
 from pen_factory import demo_data
@@ -180,6 +181,30 @@ def test_incremental_mode_reads_only_changed_rows_and_upserts_them(
     # Only the 30 changed and 5 new rows, not all 305; plus the row(s) at the old bookmark,
     # which the tap re-reads (key >= bookmark) so that rows sharing that value are never lost.
     assert 35 <= int(read.group(1)) <= 40
+
+
+@pytest.mark.parametrize("reload", ["--full-refresh", "state clear"])
+def test_a_full_refresh_reloads_an_incremental_table_exactly(pipeline: Pipeline, reload: str):
+    pipeline.env.update(
+        REFILLS_REPLICATION_METHOD="INCREMENTAL", REFILLS_REPLICATION_KEY="updated_at"
+    )
+    pipeline.meltano(*MAIN_JOB)
+    pipeline.source_sql("refills", "DELETE FROM refills_production WHERE id % 10 = 0")
+    pipeline.meltano(*MAIN_JOB)  # incremental: rows deleted at the source stay
+    assert warehouse_rows(pipeline, "SELECT count(*) FROM raw.refills") == [(300,)]
+    if reload == "--full-refresh":
+        pipeline.meltano("run", "--full-refresh", *MAIN_JOB[1:])
+    else:
+        state_id = "dev:tap-manufacturing-to-target-warehouse-raw"
+        pipeline.meltano("state", "clear", "--force", state_id)
+        pipeline.meltano(*MAIN_JOB)
+    assert_warehouse_equals_sources(pipeline)  # the deleted rows are gone
+    last = warehouse_rows(
+        pipeline,
+        "SELECT load_method, status, rows FROM raw._load_history WHERE stream = 'refills' "
+        "ORDER BY id DESC LIMIT 1",
+    )
+    assert last == [("overwrite", "replaced", 270)]  # one transactional replace
 
 
 def test_plugin_virtualenvs_are_byte_compiled_at_install(meltano_sys_dir):

@@ -22,10 +22,8 @@ def test_bookmarks_and_periodic_state(factory, run_tap):
     run = run_tap(config)
     records = run.records("refills")
     assert [r["updated_at"] for r in records] == [_updated_at(i) for i in range(1, 21)]
-    assert all("version" not in m for m in run.of_type("RECORD", "refills"))
-    assert not run.of_type("ACTIVATE_VERSION", "refills")
-    schema = run.of_type("SCHEMA", "refills")[0]
-    assert schema["bookmark_properties"] == ["updated_at"]
+    # Without a bookmark the whole table is read: a complete extract, as for full table.
+    _assert_complete(run)
 
     # Each STATE covers only records already written before it.
     seen = None
@@ -47,11 +45,33 @@ def test_bookmarks_and_periodic_state(factory, run_tap):
     assert run.of_type("ACTIVATE_VERSION", "bodies")
 
 
+def _assert_complete(run: TapRun) -> None:
+    """A whole-table read: no bookmark properties, versioned records, closing ACTIVATE_VERSION."""
+    schema = run.of_type("SCHEMA", "refills")[0]
+    assert schema.get("bookmark_properties") in (None, [])
+    versions = {m.get("version") for m in run.of_type("RECORD", "refills")}
+    assert len(versions) == 1
+    assert None not in versions
+    assert run.messages.index(run.of_type("ACTIVATE_VERSION", "refills")[-1]) > max(
+        run.messages.index(m) for m in run.of_type("RECORD", "refills")
+    )
+    assert run.of_type("ACTIVATE_VERSION", "refills")[-1]["version"] == versions.pop()
+
+
+def _assert_partial(run: TapRun) -> None:
+    """A read from a bookmark: bookmark properties named, no versions, no ACTIVATE_VERSION."""
+    schema = run.of_type("SCHEMA", "refills")[0]
+    assert schema["bookmark_properties"] == ["updated_at"]
+    assert all("version" not in m for m in run.of_type("RECORD", "refills"))
+    assert not run.of_type("ACTIVATE_VERSION", "refills")
+
+
 def test_rerun_with_final_state_resends_only_the_bookmark_row(factory, run_tap):
     config = factory.config(refills=INCREMENTAL)
     first = run_tap(config)
     state = first.final_state
     again = run_tap(config, state=state)
+    _assert_partial(again)
     # `>=` keeps rows that share the bookmark's timestamp; the one resent row is harmless
     # for an upserting target (same primary key, same values).
     assert [r["id"] for r in again.records("refills")] == [20]
@@ -140,3 +160,15 @@ def test_resume_after_connection_dropped_mid_read(factory, run_tap, tmp_path):
         r["id"] for r in interrupted.records("refills") if r["updated_at"] == bookmark
     )
     assert second_ids[0] == at_bookmark
+
+
+def test_metrics_report_the_true_record_count(factory, run_tap):
+    """The fast path writes records past the SDK's loop; its record_count metric counts them."""
+    run = run_tap(factory.config(refills=INCREMENTAL))
+    counts = {}
+    for line in run.stderr.splitlines():
+        if "METRIC" in line and '"record_count"' in line:
+            metric = json.loads(line[line.index("{") :])
+            stream = metric["tags"]["stream"]
+            counts[stream] = counts.get(stream, 0) + metric["value"]
+    assert counts == {"refills": 20, "bodies": 20, "springs": 20}
