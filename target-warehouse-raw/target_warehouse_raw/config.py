@@ -167,6 +167,7 @@ class WarehouseConfig:
     batch_size_bytes: int = 16 * 1024 * 1024
     add_record_metadata: bool = False
     hard_delete: bool = False
+    mark_deleted_rows: bool = False
     lock_timeout: float = 5.0
     ddl_retries: int = 5
     strip_nul_characters: bool = False
@@ -256,6 +257,7 @@ def parse_config(config: Mapping[str, Any]) -> WarehouseConfig:
         batch_size_bytes=_int(config, "batch_size_bytes", d.batch_size_bytes, minimum=1024),
         add_record_metadata=_bool(config, "add_record_metadata", d.add_record_metadata),
         hard_delete=_bool(config, "hard_delete", d.hard_delete),
+        mark_deleted_rows=_bool(config, "mark_deleted_rows", d.mark_deleted_rows),
         lock_timeout=_float(config, "lock_timeout", d.lock_timeout),
         ddl_retries=_int(config, "ddl_retries", d.ddl_retries),
         strip_nul_characters=_bool(config, "strip_nul_characters", d.strip_nul_characters),

@@ -22,6 +22,7 @@ from target_warehouse_raw.config import WarehouseConfig
 from target_warehouse_raw.errors import InterruptedError_, LoadError, RecordBeforeSchemaError
 from target_warehouse_raw.load.context import LoadContext, new_batch_budget
 from target_warehouse_raw.load.methods import choose
+from target_warehouse_raw.load.methods.apply_changes import is_change_stream
 from target_warehouse_raw.load.stream import StreamLoad
 from target_warehouse_raw.messages import batch_files
 from target_warehouse_raw.messages.decode import Message, record_stream_name
@@ -97,7 +98,12 @@ class LoadSession:
             return
         bookmarks = _names(message.bookmark_properties)
         method = choose(
-            self.cfg.method_for(stream), stream=stream, keys=keys, bookmarks=bookmarks, line=line
+            self.cfg.method_for(stream),
+            stream=stream,
+            keys=keys,
+            bookmarks=bookmarks,
+            changes=is_change_stream(bookmarks, (message.schema or {}).get("properties")),
+            line=line,
         )
         table = self._table_for(stream)
         self.control.cursor()  # schema + history table exist before any load

@@ -63,7 +63,8 @@ SETTINGS = th.PropertiesList(
                 default=DEFAULTS.load_method, allowed_values=[AUTO, *METHODS],
                 description="`auto`: each stream gets what fits it: a complete (full-table) "
                 "extract is replaced, a partial (incremental) one is upserted by key, or "
-                "appended when it has no key. `overwrite`: transactional replace of each "
+                "appended when it has no key, a change stream (LOG_BASED) has its changes "
+                "applied (`apply-changes`). `overwrite`: transactional replace of each "
                 "stream's table (readers see the old table until the new one is "
                 "committed); a partial extract is refused. `upsert`: insert or update by "
                 "key properties, last record per key wins. `append-only`: insert every "
@@ -89,6 +90,10 @@ SETTINGS = th.PropertiesList(
                 default=DEFAULTS.hard_delete,
                 description="upsert/append-only: on ACTIVATE_VERSION delete rows of older "
                 "versions instead of setting `_sdc_deleted_at`."),
+    th.Property("mark_deleted_rows", th.BooleanType, title="Mark deleted rows",
+                default=DEFAULTS.mark_deleted_rows,
+                description="apply-changes (change streams): a row deleted at the source "
+                "keeps its last values with `_sdc_deleted_at` set, instead of being removed."),
     th.Property("lock_timeout", th.NumberType, title="Lock timeout",
                 default=DEFAULTS.lock_timeout,
                 description="Seconds a schema change (ALTER TABLE before a load) may wait "

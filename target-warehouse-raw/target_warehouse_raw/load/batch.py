@@ -14,7 +14,7 @@ def batch_time() -> str:
 class Batch:
     """Buffered COPY rows of one batch and their input line numbers."""
 
-    __slots__ = ("has_version", "lines", "nbytes", "now", "rows")
+    __slots__ = ("has_version", "keep", "lines", "nbytes", "now", "rows")
 
     def __init__(self) -> None:
         self.rows: list[bytes] = []
@@ -22,6 +22,7 @@ class Batch:
         self.lines = array("q")
         self.nbytes = 0
         self.has_version = False
+        self.keep: tuple[str, ...] = ()  # columns whose values the rows did not carry
 
     def __len__(self) -> int:
         return len(self.lines)

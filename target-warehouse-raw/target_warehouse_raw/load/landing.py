@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg2
 import psycopg2.errors
@@ -68,6 +68,22 @@ class Landing:
         self, batch: Batch, columns: Sequence[Column], keys: Sequence[str], fingerprint: str
     ) -> None:
         """COPY into the typed staging table, then INSERT ... ON CONFLICT, last record wins."""
+        self.through_stage(
+            batch,
+            columns,
+            fingerprint,
+            lambda stage: [merge_sql(self.table_sql, stage, columns, keys)],
+        )
+
+    def through_stage(
+        self,
+        batch: Batch,
+        columns: Sequence[Column],
+        fingerprint: str,
+        statements: Callable[[str], list[str]],
+    ) -> None:
+        """COPY the batch into the typed staging table (each row after its input line), then
+        run the statements made for that staging table, all under one savepoint."""
         cursor = self.cursor
         stage = stage_name(fingerprint)
         set_phase(cursor, self.stream, "copy")
@@ -81,7 +97,8 @@ class Landing:
             cursor.copy_expert(stage_copy_sql(stage, columns), RowsReader(staged), size=COPY_CHUNK)
             del staged
             set_phase(cursor, self.stream, "insert")
-            cursor.execute(merge_sql(self.table_sql, stage, columns, keys))
+            for statement in statements(stage):
+                cursor.execute(statement)
             cursor.execute(f"TRUNCATE {stage}")
         except psycopg2.Error as exc:
             if not self.conn.closed:

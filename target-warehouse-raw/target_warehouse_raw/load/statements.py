@@ -41,19 +41,64 @@ def stage_copy_sql(stage: str, columns: Sequence[Column]) -> str:
     return f"COPY {stage} ({STAGE_LINE}, {names}) FROM STDIN"
 
 
-def merge_sql(table_sql: str, stage: str, columns: Sequence[Column], keys: Sequence[str]) -> str:
-    """Last record per key wins: DISTINCT ON (key) ... ORDER BY line DESC, ON CONFLICT."""
+def _last_per_key(stage: str, keys: Sequence[str]) -> str:
+    """The stage's last row per key, by input line."""
+    key_list = ", ".join(quote(k) for k in keys)
+    return (
+        f"(SELECT DISTINCT ON ({key_list}) * FROM {stage} ORDER BY {key_list}, {STAGE_LINE} DESC)"
+    )
+
+
+def merge_sql(
+    table_sql: str,
+    stage: str,
+    columns: Sequence[Column],
+    keys: Sequence[str],
+    *,
+    where: str = "",
+    keep: Sequence[str] = (),
+) -> str:
+    """Last record per key wins: DISTINCT ON (key) ... ORDER BY line DESC, ON CONFLICT.
+
+    `where` filters the last rows (e.g. no deletes); `keep` names columns an existing row
+    keeps (their values were not sent).
+    """
     names = ", ".join(quote(c.name) for c in columns)
     if not keys:
         return (
             f"INSERT INTO {table_sql} ({names}) SELECT {names} FROM {stage} ORDER BY {STAGE_LINE}"
         )
     key_list = ", ".join(quote(k) for k in keys)
-    updates = [f"{quote(c.name)} = EXCLUDED.{quote(c.name)}" for c in columns if c.name not in keys]
+    updates = [
+        f"{quote(c.name)} = EXCLUDED.{quote(c.name)}"
+        for c in columns
+        if c.name not in keys and c.name not in keep
+    ]
     conflict = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
+    filtered = f" WHERE {where}" if where else ""
     return (
-        f"INSERT INTO {table_sql} ({names}) SELECT {names} FROM ("
-        f"SELECT DISTINCT ON ({key_list}) * FROM {stage} "
-        f"ORDER BY {key_list}, {STAGE_LINE} DESC) deduplicated ORDER BY {STAGE_LINE} "
+        f"INSERT INTO {table_sql} ({names}) SELECT {names} FROM "
+        f"{_last_per_key(stage, keys)} deduplicated{filtered} ORDER BY {STAGE_LINE} "
         f"ON CONFLICT ({key_list}) {conflict}"
+    )
+
+
+def delete_changes_sql(table_sql: str, stage: str, keys: Sequence[str], deleted: str) -> str:
+    """Remove the rows whose last change in the stage is a delete (`deleted` is set)."""
+    match = " AND ".join(f"t.{quote(k)} = last.{quote(k)}" for k in keys)
+    return (
+        f"DELETE FROM {table_sql} t USING {_last_per_key(stage, keys)} last "
+        f"WHERE {match} AND last.{quote(deleted)} IS NOT NULL"
+    )
+
+
+def mark_changes_sql(
+    table_sql: str, stage: str, keys: Sequence[str], deleted: str, marked: Sequence[str]
+) -> str:
+    """Set `deleted` (and the other `marked` columns) on rows whose last change deletes them."""
+    match = " AND ".join(f"t.{quote(k)} = last.{quote(k)}" for k in keys)
+    sets = ", ".join(f"{quote(c)} = last.{quote(c)}" for c in (deleted, *marked))
+    return (
+        f"UPDATE {table_sql} t SET {sets} FROM {_last_per_key(stage, keys)} last "
+        f"WHERE {match} AND last.{quote(deleted)} IS NOT NULL"
     )

@@ -51,6 +51,8 @@ class StreamLoad:
     """The table becomes what this run sent (never right for a partial extract)."""
     needs_keys: ClassVar[bool] = False
     """Refused for a stream without key properties."""
+    tells_absent: ClassVar[bool] = False
+    """An absent property means something else than null (see StreamTable.every_property)."""
     incomplete: ClassVar[str]
     """What a stream cut short before its closing ACTIVATE_VERSION leaves behind."""
 
@@ -66,7 +68,16 @@ class StreamLoad:
         self.ctx = ctx
         self.cfg = ctx.cfg
         self.stream = stream
-        self.table = StreamTable(ctx, stream, table, columns, keys, keyed=self.keyed, line=line)
+        self.table = StreamTable(
+            ctx,
+            stream,
+            table,
+            columns,
+            keys,
+            keyed=self.keyed,
+            line=line,
+            every_property=self.tells_absent,
+        )
         self.table_sql = self.table.table_sql
         self.landing = Landing(self.table.conn, stream, self.table_sql)
         self._worker: BatchWorker | None = None
@@ -119,6 +130,15 @@ class StreamLoad:
     def finish_commit(self) -> None:
         """End of input, step 2 (after every stream's step 1 succeeded): commit."""
         raise NotImplementedError
+
+    def version_announced(self, version: int, line: int) -> None:
+        """ACTIVATE_VERSION before any record of its version: by default nothing, so that a
+        tap that announces a version first never has the table emptied before its rows."""
+        logger.info(
+            "Stream '%s': ACTIVATE_VERSION %d at input line %d precedes its records; "
+            "nothing to do yet",
+            self.stream, version, line,
+        )  # fmt: skip
 
     # --- records in --------------------------------------------------------------------------
 
@@ -328,11 +348,7 @@ class StreamLoad:
             self.open_version = None  # the tap declared the stream complete
         if version not in self.versions_with_records and seen == 0:
             self.announced.add(version)
-            logger.info(
-                "Stream '%s': ACTIVATE_VERSION %d at input line %d precedes its records; "
-                "nothing to do yet",
-                self.stream, version, line,
-            )  # fmt: skip
+            self.version_announced(version, line)
             return
         self.version_complete(version, line)
 

@@ -54,6 +54,7 @@ class StreamTable:
         *,
         keyed: bool,
         line: int,
+        every_property: bool = False,
     ) -> None:
         self.ctx = ctx
         self.stream = stream
@@ -62,6 +63,9 @@ class StreamTable:
         self.columns = columns
         self.keys = keys  # column names
         self.keyed = keyed  # the load method keeps a primary key on the key columns
+        # The load method tells an absent property from a null one: the encoder's fast paths
+        # then take only records that carry every property (see ApplyChanges).
+        self.every_property = every_property
         self.schema_line = line
         self.lock_key = advisory_key(ctx.cfg.schema, table)
         self.kept_types: dict[str, str] = {}  # live column types that differ from the schema
@@ -198,6 +202,8 @@ class StreamTable:
                 info = self.ctx.resolve_type(live) if live else None
                 if info is not None:
                     column = dataclasses.replace(column, kind=kind_of(info, {}))
+                if self.every_property and not column.metadata:
+                    column = dataclasses.replace(column, required=True)
                 columns.append(column)
             self._encoder = CopyRowEncoder(
                 columns,

@@ -9,12 +9,13 @@ from collections.abc import Sequence
 
 from target_warehouse_raw.errors import LoadError
 from target_warehouse_raw.load.methods.append_only import AppendOnly
+from target_warehouse_raw.load.methods.apply_changes import ApplyChanges
 from target_warehouse_raw.load.methods.replace import Replace
 from target_warehouse_raw.load.methods.upsert import Upsert
 from target_warehouse_raw.load.stream import StreamLoad
 
 METHODS: dict[str, type[StreamLoad]] = {
-    method.name: method for method in (Replace, Upsert, AppendOnly)
+    method.name: method for method in (Replace, Upsert, AppendOnly, ApplyChanges)
 }
 """`load_method` value -> the class that loads a stream that way."""
 
@@ -22,7 +23,13 @@ AUTO = "auto"
 
 
 def choose(
-    requested: str, *, stream: str, keys: Sequence[str], bookmarks: Sequence[str], line: int
+    requested: str,
+    *,
+    stream: str,
+    keys: Sequence[str],
+    bookmarks: Sequence[str],
+    changes: bool,
+    line: int,
 ) -> type[StreamLoad]:
     """The class that loads one stream, decided at its SCHEMA, before anything is written.
 
@@ -30,14 +37,25 @@ def choose(
     resumed, or change) extract holds only what changed since the last run, so replacing the
     table with it would delete every other row. `auto` replaces a complete stream and merges
     a partial one (upsert by key, append-only without a key); an explicit method that
-    replaces the table is refused for a partial stream.
+    replaces the table is refused for a partial stream. A change stream (`changes`: the
+    tap's log-based extract, see apply_changes.py) has its changes applied.
     """
     partial = bool(bookmarks)
     if requested == AUTO:
-        if not partial:
+        if changes:
+            method = ApplyChanges
+        elif not partial:
             return Replace
-        return Upsert if keys else AppendOnly
-    method = METHODS[requested]
+        else:
+            return Upsert if keys else AppendOnly
+    elif requested in METHODS:
+        method = METHODS[requested]
+    else:
+        raise LoadError(
+            f"load_method '{requested}' is not one of {', '.join([AUTO, *METHODS])}",
+            stream=stream,
+            line=line,
+        )
     if partial and method.replaces_table:
         raise LoadError(
             f"load_method '{requested}' would replace the table with a partial extract (the "
@@ -50,7 +68,7 @@ def choose(
         )
     if method.needs_keys and not keys:
         raise LoadError(
-            f"load_method '{requested}' needs key properties, and this stream has none",
+            f"load_method '{method.name}' needs key properties, and this stream has none",
             stream=stream,
             line=line,
         )
