@@ -113,3 +113,24 @@ def test_a_narrowed_numeric_column_is_refused_and_the_table_kept(warehouse, run_
     assert 'ALTER TABLE "raw"."lines" ALTER COLUMN "ink_ml" TYPE numeric(10,4)' in run.stderr
     assert dict(warehouse.columns("lines"))["ink_ml"] == "numeric(14,6)"
     assert _rows(warehouse) == [(0, "2.428600"), (1, "12345678.123456")]
+
+
+def test_a_column_the_stream_no_longer_sends_is_kept_and_said(warehouse, run_target):
+    props = {"id": {"type": "integer"}, "name": {"type": "string"}, "gone": {"type": "string"}}
+    first = singer(schema_message("parts", props, ["id"]),
+                   record("parts", {"id": 1, "name": "a", "gone": "x"}))  # fmt: skip
+    assert run_target(first).returncode == 0
+    del props["gone"]
+    second = singer(schema_message("parts", props, ["id"]), record("parts", {"id": 2, "name": "b"}))
+    run = run_target(second)
+    assert run.returncode == 0, run.stderr
+    assert (
+        """Stream 'parts': column(s) "gone" of "raw"."parts" are no longer in the stream's """
+        "schema (dropped at the source?): kept, NULL in the rows this run writes" in run.stderr
+    )
+    assert warehouse.query("SELECT id, name, gone FROM raw.parts") == [(2, "b", None)]
+    notes = warehouse.query("SELECT notes FROM raw._load_history ORDER BY id")
+    assert notes == [
+        (None,),
+        ("columns no longer sent by the stream, kept and NULL in new rows: gone",),
+    ]

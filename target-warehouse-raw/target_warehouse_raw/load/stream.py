@@ -319,6 +319,7 @@ class StreamLoad:
                 rows=self.rows,
                 first_line=first_line,
                 last_line=last_line or None,
+                notes=self.table.notes(),
             )
         set_phase(cursor, self.stream, "commit")
         started = time.perf_counter()

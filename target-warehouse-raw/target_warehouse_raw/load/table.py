@@ -69,6 +69,7 @@ class StreamTable:
         self.schema_line = line
         self.lock_key = advisory_key(ctx.cfg.schema, table)
         self.kept_types: dict[str, str] = {}  # live column types that differ from the schema
+        self.unsent: list[str] = []  # live columns the stream no longer sends (kept, NULL)
         self._encoder: CopyRowEncoder | None = None
         self.paths = PathCounts()  # records the Python paths converted, every schema together
         self._check_width(columns, line)
@@ -121,6 +122,7 @@ class StreamTable:
         self.kept_types = live_types_kept(shape, self.columns)
         if shape is None:
             return
+        self._note_unsent(shape)
         statements = self._changes(shape, change_keys=False)
         cfg = self.ctx.cfg
         run_short_ddl(
@@ -130,6 +132,31 @@ class StreamTable:
             retries=cfg.ddl_retries,
             stream=self.stream,
         )
+
+    def _note_unsent(self, shape: TableShape) -> None:
+        """Columns the stream no longer sends stay: views, grants and dbt models may read
+        them, and their old values are history a user can still query; rows written from now
+        on hold NULL there. Said once per run, and kept in the load history's notes."""
+        sent = {column.name for column in self.columns}
+        unsent = [
+            name for name in shape.columns if name not in sent and not name.startswith("_sdc_")
+        ]
+        if unsent and unsent != self.unsent:
+            logger.warning(
+                "Stream '%s': column(s) %s of %s are no longer in the stream's schema (dropped "
+                "at the source?): kept, NULL in the rows this run writes",
+                self.stream,
+                ", ".join(f'"{name}"' for name in unsent),
+                self.table_sql,
+            )
+        self.unsent = unsent
+
+    def notes(self) -> str | None:
+        """What the load history should say about the table besides the row count."""
+        if not self.unsent:
+            return None
+        names = ", ".join(self.unsent)
+        return f"columns no longer sent by the stream, kept and NULL in new rows: {names}"
 
     def change_schema(self, columns: list[Column], keys: list[str], line: int) -> bool:
         """A new SCHEMA for this stream; False when nothing changed."""
@@ -151,6 +178,8 @@ class StreamTable:
         """Apply the current schema inside the open transaction (a mid-load SCHEMA change)."""
         shape = read_shape(self.cursor, self.table_sql)
         self.kept_types = live_types_kept(shape, self.columns)
+        if shape is not None:
+            self._note_unsent(shape)
         statements = self._changes(shape, change_keys=True) if shape is not None else []
         if statements:
             logger.warning(

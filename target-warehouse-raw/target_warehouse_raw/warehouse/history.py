@@ -39,9 +39,19 @@ def ensure_history(cursor: psycopg2.extensions.cursor, schema: str) -> None:
             last_line bigint,
             error text,
             target_version text,
-            backend_pid integer DEFAULT pg_backend_pid()
+            backend_pid integer DEFAULT pg_backend_pid(),
+            notes text
         )"""
     )
+    # Tables made by earlier versions lack `notes`; look first, so that a current table is
+    # never locked by an ALTER (the check command reads it while loads run).
+    cursor.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'notes' "
+        "AND NOT attisdropped",
+        (history_sql(schema),),
+    )
+    if cursor.fetchone() is None:
+        cursor.execute(f"ALTER TABLE {history_sql(schema)} ADD COLUMN IF NOT EXISTS notes text")
 
 
 def mark_stale_interrupted(
@@ -92,15 +102,17 @@ def finish(
     first_line: int | None,
     last_line: int | None,
     error: str | None = None,
+    notes: str | None = None,
 ) -> None:
-    """Close this stream's row (in the data transaction on success)."""
+    """Close this stream's row (in the data transaction on success); `notes` says what the
+    load noticed that is not an error (columns the stream no longer sends)."""
     cursor.execute(
         f"""UPDATE {history_sql(schema)}
             SET status = %s, rows = %s, finished_at = clock_timestamp(),
                 seconds = extract(epoch FROM clock_timestamp() - started_at),
-                first_line = %s, last_line = %s, error = %s
+                first_line = %s, last_line = %s, error = %s, notes = %s
             WHERE id = %s""",
-        (status, rows, first_line, last_line, error, history_id),
+        (status, rows, first_line, last_line, error, notes, history_id),
     )
 
 
