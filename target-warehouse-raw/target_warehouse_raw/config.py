@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+VACUUM_MODES = ("after-load", "before-load", "off")
+"""When the target vacuums a table it loaded (see the target README, "Dead rows")."""
 """libpq's sslmode values (the tap, a separate package, declares its own copy)."""
 
 
@@ -102,6 +104,13 @@ def _str(config: Mapping[str, Any], key: str, default: str | None) -> str | None
     return default if is_blank(value) else str(value)
 
 
+def _choice(config: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _str(config, key, default) or default
+    if value not in allowed:
+        raise ConfigError(f"setting '{key}' must be one of {', '.join(allowed)}")
+    return value
+
+
 def _bool(config: Mapping[str, Any], key: str, default: bool) -> bool:
     value = config.get(key)
     if is_blank(value):
@@ -172,6 +181,7 @@ class WarehouseConfig:
     ddl_retries: int = 5
     strip_nul_characters: bool = False
     analyze_after_load: bool = False
+    vacuum: str = "after-load"
     progress_interval: float = 5.0
     check_sources: tuple[SourceSettings, ...] = ()
 
@@ -262,6 +272,7 @@ def parse_config(config: Mapping[str, Any]) -> WarehouseConfig:
         ddl_retries=_int(config, "ddl_retries", d.ddl_retries),
         strip_nul_characters=_bool(config, "strip_nul_characters", d.strip_nul_characters),
         analyze_after_load=_bool(config, "analyze_after_load", d.analyze_after_load),
+        vacuum=_choice(config, "vacuum", d.vacuum, VACUUM_MODES),
         progress_interval=_float(config, "progress_interval", d.progress_interval),
         check_sources=_sources(config.get("check_sources")),
     )

@@ -244,6 +244,11 @@ class LoadSession:
                 load.finish_commit()
             self._release_states()
         for load in loads:
+            try:
+                load.tidy()
+            except psycopg2.Error as exc:  # the data is committed; vacuum is housekeeping
+                logger.warning("Stream '%s': vacuum failed: %s", load.stream, server_message(exc))
+        for load in loads:
             load.close()
         self.control.close()
         self.log_summary()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from singer_sdk import typing as th
 
-from target_warehouse_raw.config import DEFAULTS, SSL_MODES
+from target_warehouse_raw.config import DEFAULTS, SSL_MODES, VACUUM_MODES
 from target_warehouse_raw.load.methods import AUTO, METHODS
 
 _SOURCE = th.ObjectType(
@@ -107,8 +107,16 @@ SETTINGS = th.PropertiesList(
                 "store it). Off: such a record is refused with an error."),
     th.Property("analyze_after_load", th.BooleanType, title="Analyze after load",
                 default=DEFAULTS.analyze_after_load,
-                description="Run ANALYZE on a table after replacing it (off: autovacuum "
-                "analyzes it after a large change)."),
+                description="Run ANALYZE on a table after replacing it (with `vacuum: "
+                "after-load`, in the same pass; off: autovacuum analyzes it after a large "
+                "change)."),
+    th.Property("vacuum", th.StringType, title="Vacuum", default=DEFAULTS.vacuum,
+                allowed_values=list(VACUUM_MODES),
+                description="When the target vacuums the tables it loaded, so that the dead rows "
+                "of every replace are reused instead of piling up where autovacuum is off or "
+                "slower than the loads: `after-load` (once every stream is committed), "
+                "`before-load` (before the table's next load) or `off`. VACUUM never blocks "
+                "readers or writers and never truncates the table."),
     th.Property("progress_interval", th.NumberType, title="Progress interval",
                 default=DEFAULTS.progress_interval,
                 description="Seconds between progress log lines per stream (0: off)."),

@@ -10,14 +10,9 @@ complete (its closing ACTIVATE_VERSION) or at the end of input.
 
 from __future__ import annotations
 
-import logging
-import time
-
 from target_warehouse_raw.load.batch import Batch
 from target_warehouse_raw.load.stream import StreamLoad
 from target_warehouse_raw.warehouse.db import set_phase
-
-logger = logging.getLogger("target-warehouse-raw")
 
 
 class OneTransactionLoad(StreamLoad):
@@ -99,15 +94,3 @@ class OneTransactionLoad(StreamLoad):
         if self.in_transaction:
             self.commit_transaction()
         self.wait()
-
-    def analyze(self) -> None:
-        """ANALYZE the table, outside any transaction."""
-        conn = self.table.conn
-        conn.autocommit = True
-        try:
-            set_phase(self.table.cursor, self.stream, "analyze")
-            started = time.perf_counter()
-            self.table.cursor.execute(f"ANALYZE {self.table_sql}")
-            logger.debug("Stream '%s': analyze %.3f s", self.stream, time.perf_counter() - started)
-        finally:
-            conn.autocommit = False

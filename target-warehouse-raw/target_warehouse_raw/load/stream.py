@@ -393,6 +393,24 @@ class StreamLoad:
             conn.rollback()
         self.table.close()
 
+    def tidy(self) -> None:
+        """After every stream committed: VACUUM the table (`vacuum: after-load`), so the
+        next load reuses the space its dead rows take instead of growing the table.
+
+        Not right after this stream's commit: another stream's transaction still open then
+        would keep those dead rows visible, and VACUUM could not remove them. Outside any
+        transaction; never blocks readers or writers (SHARE UPDATE EXCLUSIVE), never
+        truncates the table (which would take an ACCESS EXCLUSIVE lock).
+        """
+        if self.cfg.vacuum != "after-load" or self.status != self.result:
+            return
+        self.table.vacuum(analyze=self.analyzes)
+
+    @property
+    def analyzes(self) -> bool:
+        """Whether this load ANALYZEs its table after the commit (Replace, when asked)."""
+        return False
+
     def close(self) -> None:
         """Close the connection after a successful end."""
         if self._worker is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Iterator, Sequence
 
 import psycopg2
@@ -70,6 +71,7 @@ class StreamTable:
         self.lock_key = advisory_key(ctx.cfg.schema, table)
         self.kept_types: dict[str, str] = {}  # live column types that differ from the schema
         self.unsent: list[str] = []  # live columns the stream no longer sends (kept, NULL)
+        self._vacuumed = False
         self._encoder: CopyRowEncoder | None = None
         self.paths = PathCounts()  # records the Python paths converted, every schema together
         self._check_width(columns, line)
@@ -116,12 +118,16 @@ class StreamTable:
             raise LoadError(str(exc), stream=self.stream, line=self.schema_line) from None
 
     def prepare(self) -> None:
-        """Evolve an existing table in its own short transaction, before loading."""
+        """Evolve an existing table in its own short transaction, before loading (and with
+        `vacuum: before-load`, vacuum it first, once per run)."""
         shape = read_shape(self.cursor, self.table_sql)
         self.conn.commit()
         self.kept_types = live_types_kept(shape, self.columns)
         if shape is None:
             return
+        if self.ctx.cfg.vacuum == "before-load" and not self._vacuumed:
+            self._vacuumed = True
+            self.vacuum()
         self._note_unsent(shape)
         statements = self._changes(shape, change_keys=False)
         cfg = self.ctx.cfg
@@ -242,6 +248,25 @@ class StreamTable:
                 counts=self.paths,
             )
         return self._encoder
+
+    def vacuum(self, *, analyze: bool = False, vacuum: bool = True) -> None:
+        """VACUUM (TRUNCATE false) and/or ANALYZE the table, outside any transaction."""
+        if vacuum:
+            options = "(TRUNCATE false, ANALYZE)" if analyze else "(TRUNCATE false)"
+            statement, phase = f"VACUUM {options} {self.table_sql}", "vacuum"
+        else:
+            statement, phase = f"ANALYZE {self.table_sql}", "analyze"
+        self.conn.autocommit = True
+        try:
+            set_phase(self.cursor, self.stream, phase)
+            started = time.perf_counter()
+            self.cursor.execute(statement)
+            logger.info(
+                "Stream '%s': %s of %s %.2f s",
+                self.stream, phase, self.table_sql, time.perf_counter() - started,
+            )  # fmt: skip
+        finally:
+            self.conn.autocommit = False
 
     def close(self) -> None:
         """Close the connection."""

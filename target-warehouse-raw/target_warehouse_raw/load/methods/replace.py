@@ -42,7 +42,12 @@ class Replace(OneTransactionLoad):
         """COPY straight in; a batch that repeats a key is merged (last record wins)."""
         self.copy_or_merge(batch, encoder)
 
-    def after_commit(self) -> None:
+    @property
+    def analyzes(self) -> bool:
         """ANALYZE after the commit when asked (analyze_after_load)."""
-        if self.cfg.analyze_after_load:
-            self.analyze()
+        return self.cfg.analyze_after_load
+
+    def after_commit(self) -> None:
+        """ANALYZE right after the commit, unless the vacuum after the load does it."""
+        if self.analyzes and self.cfg.vacuum != "after-load":
+            self.table.vacuum(analyze=True, vacuum=False)
