@@ -75,23 +75,44 @@ REALISTIC_COLUMNS = """
 """
 
 
+# About 11 KB of ASCII words (hex digests), computed once per query: free text is a window of
+# it. As bytea, a window is cut in O(1); as text, PostgreSQL would count characters up to it.
+_CORPUS = (
+    "(SELECT convert_to(string_agg(md5(i::text), ' '), 'UTF8') FROM generate_series(1, 340) AS i)"
+)
+
+
+def _window(start: str, length: str) -> str:
+    return f"convert_from(substr({_CORPUS}, 1 + ({start})::int, ({length})::int), 'UTF8')"
+
+
+def _uuid(seed: int, stream: int, column: int) -> str:
+    """A uuid from two full 64-bit hashes (half the cost of md5)."""
+    halves = (
+        f"int8send(hashint8extended(g, {seed * 1_000_000 + stream * 1_000 + column + i}))"
+        for i in (0, 500)
+    )
+    return f"encode({' || '.join(halves)}, 'hex')::uuid"
+
+
 def realistic_select(seed: int, stream: int, rows: int) -> str:
     """SELECT ... FROM generate_series(1, rows) for the realistic table's 14 columns.
 
-    Sizes: remark about 20-110 bytes; description about 100 bytes, one in twenty 1.3-6.6 KB
+    Sizes: remark about 20-110 bytes; description about 80 bytes, one in fifty 1.3-6.6 KB
     (TOASTed); attributes a nested jsonb document of about 200 bytes. Each nullable column
-    is NULL in about one row in 23 (remark in one in 27).
+    is NULL in about one row in 23 (remark in one in 27). About 450 bytes a row on disk.
     """
     names = ", ".join(f"'{name}'" for name in _NAMES)
     sites = "'FR-LYO','DE-MUC','IT-MIL','PL-WRO','US-CLE','JP-OSA','BR-SAO','IN-PUN'"
-    long_text = (
-        "(SELECT string_agg(md5(g::text || '/' || i), ' ') "
-        "FROM generate_series(1, 40 + (h7 / 50 % 160)::int) AS i)"
+    phrases = (
+        "'Inspection passed;','Rework after visual check;','Sample sent to lab;',"
+        "'Line restarted after jam;','Tooling swapped;','Shift handover;'"
     )
-    short_text = (
-        "(ARRAY['Inspection passed;','Rework after visual check;','Sample sent to lab;',"
-        "'Line restarted after jam;','Tooling swapped;','Shift handover;'])[1 + (h7 % 6)::int]"
-        " || ' batch ' || g || ': ' || md5(h7::text)"
+    description = (
+        f"CASE WHEN h7 % 23 = 4 THEN NULL "
+        f"WHEN h7 % 50 = 0 THEN {_window('h7 % 4000', '1300 + h7 / 50 % 5300')} "
+        f"ELSE (ARRAY[{phrases}])[1 + (h7 % 6)::int] || ' batch ' || g || ': ' "
+        f"|| {_window('h7 % 10000', '40')} END"
     )
     attributes = f"""jsonb_build_object(
             'machine', 'M-' || lpad((h8 % 40)::text, 2, '0'),
@@ -104,34 +125,30 @@ def realistic_select(seed: int, stream: int, rows: int) -> str:
             'ok', h8 % 10 <> 0,
             'comment', CASE WHEN h8 % 9 = 0
                             THEN {_NASTY_TEMPLATES[0]} || {_NASTY_TAIL} ELSE NULL END)"""
-    return f"""
-        SELECT g,
-               (ARRAY[{sites}])[1 + (h1 % 8)::int],
-               {
-        _nullable(
-            "h2",
-            0,
-            23,
-            "'SKU-' || lpad((h2 % 100000)::text, 5, '0') || chr(65 + (h2 / 100000 % 26)::int)",
-        )
-    },
-               {_nullable("h3", 1, 23, "(h3 % 5000)::int - 50")},
-               {_nullable("h4", 2, 23, "1 + (h4 % 64)::int")},
-               recorded_at,
-               {_nullable("h5", 3, 23, "recorded_at + make_interval(secs => h5 % 86400)")},
-               {_nullable("h11", 7, 23, "((h11 % 100000000) / 10000.0)::numeric(12,4)")},
-               {_nullable("h12", 8, 23, "h12::float8 / 37000")},
-               {_nullable("h13", 9, 23, "h13 % 10 <> 0")},
-               CASE WHEN h6 % 27 = 1 THEN NULL ELSE {nasty_text("h6", "g")} END,
-               CASE WHEN h7 % 23 = 4 THEN NULL WHEN h7 % 50 = 0 THEN {long_text}
-                    ELSE {short_text} END,
-               {_nullable("h8", 5, 23, attributes)},
-               {_nullable("h10", 6, 23, "md5(h10::text || ':' || g)::uuid")}
-        FROM generate_series(1::bigint, {int(rows)}) AS s(g)
-        {_hashes(seed, stream, 14)}
-        CROSS JOIN LATERAL (SELECT timestamptz '2024-01-01 00:00:00+00'
-            + make_interval(secs => g * 7 + (h14 % 7000000) / 1000000.0) AS recorded_at) AS t
-    """
+    item_code = "'SKU-' || lpad((h2 % 100000)::text, 5, '0') || chr(65 + (h2 / 100000 % 26)::int)"
+    values = [
+        "g",
+        f"(ARRAY[{sites}])[1 + (h1 % 8)::int]",
+        _nullable("h2", 0, 23, item_code),
+        _nullable("h3", 1, 23, "(h3 % 5000)::int - 50"),
+        _nullable("h4", 2, 23, "1 + (h4 % 64)::int"),
+        "recorded_at",
+        _nullable("h5", 3, 23, "recorded_at + make_interval(secs => h5 % 86400)"),
+        _nullable("h11", 7, 23, "((h11 % 100000000) / 10000.0)::numeric(12,4)"),
+        _nullable("h12", 8, 23, "h12::float8 / 37000"),
+        _nullable("h13", 9, 23, "h13 % 10 <> 0"),
+        f"CASE WHEN h6 % 27 = 1 THEN NULL ELSE {nasty_text('h6', 'g')} END",
+        description,
+        _nullable("h8", 5, 23, attributes),
+        _nullable("h10", 6, 23, _uuid(seed, stream, 15)),
+    ]
+    return (
+        "SELECT " + ",\n       ".join(values) + "\n"
+        f"FROM generate_series(1::bigint, {int(rows)}) AS s(g)\n"
+        f"{_hashes(seed, stream, 14)}\n"
+        "CROSS JOIN LATERAL (SELECT timestamptz '2024-01-01 00:00:00+00' "
+        "+ make_interval(secs => g * 7 + (h14 % 7000000) / 1000000.0) AS recorded_at) AS t"
+    )
 
 
 @dataclass(frozen=True)
@@ -174,7 +191,14 @@ WIDE_KINDS = (
         "jsonb",
         lambda h: f"jsonb_build_object('k', {h} % 1000, 'v', 'x' || {h} % 97, 'f', {h} % 3 = 0)",
     ),
-    WideKind("uid", "uuid", lambda h: f"md5(g::text || '-' || {h})::uuid"),
+    WideKind(
+        "uid",
+        "uuid",
+        lambda h: (
+            f"encode(int8send(hashint8extended(g, {h})) "
+            f"|| int8send(hashint8extended({h}, 1)), 'hex')::uuid"
+        ),
+    ),
     WideKind("tags", "text[]", lambda h: f"ARRAY['t' || {h} % 10, 'u' || {h} % 7]"),
     WideKind("note", "text", lambda h: nasty_text(h, "g")),
 )
