@@ -137,8 +137,9 @@ def render(meta: dict[str, Any], results: list[RunResult]) -> str:
 
 def _render_summary(summary: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
-        "medians per method (steady state = runs 2..N; ratio = wall / raw copy of the same run)",
-        f"{'method':<14} {'run 1 s':>8} {'run 1 x':>8} {'steady s':>9} {'steady x':>9} "
+        "medians per method (runs 2..N replace loaded tables: the steady state in --runs mode;"
+        " x = wall / raw copy of the same run)",
+        f"{'method':<14} {'run 1 s':>8} {'run 1 x':>8} {'2..N s':>9} {'2..N x':>9} "
         f"{'rows/s':>9} {'all s':>7} {'all x':>6} {'run N/2':>8} {'last3/2-4':>10} "
         f"{'tap MiB':>8} {'target MiB':>10} {'srv CPU s':>9} {'WAL MB':>8}  exact records",
     ]
