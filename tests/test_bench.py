@@ -18,7 +18,7 @@ from pen_factory.embedded import ServerAddress
 from pipebench.datasets import DATA_SETS, prepare_sources
 from pipebench.methods import Runner, record_paths
 from pipebench.series import Series, checksum
-from pipebench.server import BenchServer
+from pipebench.server import LOCAL_HOSTS, BenchServer
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
@@ -138,7 +138,9 @@ def test_steady_state_bench_reports_every_run_and_checks_content(bench_server, t
     ]  # fmt: skip
     assert [line[3] for line in run_lines if line[1] == "copy"] == ["1.00", "1.00"]
     assert all(float(line[3]) > 0 for line in run_lines)
-    assert run_lines[3][6] == "n/a"  # the current target does not log its record paths yet
+    pipe_paths = run_lines[3][6]  # "n/a" until the target logs its record paths
+    if pipe_paths != "n/a":
+        assert sum(map(int, pipe_paths.split("/"))) == 600  # every record took one path
     assert re.search(
         r"^pipe\s+(refills|bodies|springs)\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d\dx", out, re.M
     )
@@ -151,6 +153,15 @@ def test_steady_state_bench_reports_every_run_and_checks_content(bench_server, t
         assert run["wall_s"] > 0
         assert set(run["tables"]) == {"refills", "bodies", "springs"}
         assert all(table["live_rows"] == 200 for table in run["tables"].values())
+        assert run["wal_bytes"] > 0
+        if address.host in LOCAL_HOSTS:  # the server's processes are visible in /proc
+            assert run["server_cpu_s"] is not None
+    printed = (
+        None
+        if pipe_paths == "n/a"
+        else dict(zip(("compiled", "typed", "exact"), map(int, pipe_paths.split("/")), strict=True))
+    )
+    assert report["runs"][3]["record_paths"] == printed
     pipe = report["summary"]["pipe"]
     assert pipe["peak_tap_rss_kib"] > 0
     assert pipe["peak_target_rss_kib"] > 0

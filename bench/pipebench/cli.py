@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -108,6 +109,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _code_version() -> str:
+    """The commit being measured, marked when the work tree has uncommitted changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit} with uncommitted changes" if dirty else commit
+
+
 def _progress(result: RunResult) -> None:
     print(
         f"run {result.run} {result.method}: {result.wall_s:.2f} s ({result.ratio:.2f}x)",
@@ -146,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 if steady
                 else "rounds, VACUUM before each run",
                 "methods": ["copy", *methods],
+                "code": _code_version(),
+                "argv": sys.argv[1:] if argv is None else argv,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },
             "server": server.settings(),

@@ -65,6 +65,11 @@ def summarize(results: list[RunResult], rows: int) -> dict[str, dict[str, Any]]:
             "median_wall_s": _median(walls),
             "median_ratio": _median(ratios),
             "last_over_second": walls[-1] / walls[1] if last >= 2 else None,
+            "server_cpu_last_over_second": (
+                runs[-1].server_cpu_s / runs[1].server_cpu_s
+                if last >= 2 and runs[1].server_cpu_s and runs[-1].server_cpu_s is not None
+                else None
+            ),
             "last3_over_runs2to4": (
                 statistics.median(walls[-3:]) / statistics.median(walls[1:4]) if last >= 7 else None
             ),
@@ -108,7 +113,8 @@ def render(meta: dict[str, Any], results: list[RunResult]) -> str:
     server = meta["server"]
     lines = [
         f"data set: {meta['bench']['data']}   rows per table: {rows:,}   tables: {len(SOURCES)}"
-        f"   runs: {meta['bench']['runs']} ({meta['bench']['mode']})",
+        f"   runs: {meta['bench']['runs']} ({meta['bench']['mode']})   code: "
+        f"{meta['bench']['code']}",
         f"server: PostgreSQL {server['server_version']} ({server['server']})   autovacuum "
         f"{server['autovacuum']}   fsync {server['fsync']}   full_page_writes "
         f"{server['full_page_writes']}   shared_buffers {server['shared_buffers']}",
@@ -141,7 +147,8 @@ def _render_summary(summary: dict[str, dict[str, Any]]) -> list[str]:
         " x = wall / raw copy of the same run)",
         f"{'method':<14} {'run 1 s':>8} {'run 1 x':>8} {'2..N s':>9} {'2..N x':>9} "
         f"{'rows/s':>9} {'all s':>7} {'all x':>6} {'run N/2':>8} {'last3/2-4':>10} "
-        f"{'tap MiB':>8} {'target MiB':>10} {'srv CPU s':>9} {'WAL MB':>8}  exact records",
+        f"{'tap MiB':>8} {'target MiB':>10} {'srv CPU s':>9} {'CPU N/2':>8} {'WAL MB':>8}  "
+        "exact records",
     ]
     for method, s in summary.items():
         tap = s["peak_tap_rss_kib"] / MIB if s["peak_tap_rss_kib"] else None
@@ -156,6 +163,7 @@ def _render_summary(summary: dict[str, dict[str, Any]]) -> list[str]:
             f"{_fmt(s['median_ratio'], '.2f'):>6} {_fmt(s['last_over_second'], '.2f'):>8} "
             f"{_fmt(s['last3_over_runs2to4'], '.2f'):>10} {_fmt(tap, '.0f'):>8} "
             f"{_fmt(target, '.0f'):>10} {_fmt(s['steady_median_server_cpu_s'], '.2f'):>9} "
+            f"{_fmt(s['server_cpu_last_over_second'], '.2f'):>8} "
             f"{_fmt(wal / MB if wal is not None else None, '.1f'):>8}  "
             f"{'-' if method == 'copy' else ('n/a' if exact is None else f'{exact[2]:,}')}"
         )
