@@ -70,8 +70,8 @@ def record_paths(log: str) -> tuple[int, int, int] | None:
     return compiled, typed, exact
 
 
-def _cpu_s(usage: os.struct_rusage | None) -> float:
-    return 0.0 if usage is None else usage.ru_utime + usage.ru_stime
+def _cpu_s(usage: os.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 def _wait(process: subprocess.Popen) -> os.struct_rusage:

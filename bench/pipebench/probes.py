@@ -7,8 +7,9 @@
   every 50 ms, so what it spends in its last 50 ms before exiting is missed; the sessions end
   with a COMMIT or a close, which costs little. Needs the server on this machine (n/a else).
 - Peak RSS of the plugins under `meltano run`: Meltano, not the bench, starts them, so their
-  high-water mark (VmHWM) is read every 50 ms; the last reading before exit is reported. In
-  the direct pipe the bench starts them itself and gets the exact figure from wait4.
+  high-water mark (VmHWM) is read every 50 ms; the last reading before exit is reported
+  (the tap's discovery process, which Meltano starts before the sync, is left out). In the
+  direct pipe the bench starts them itself and gets the exact figure from wait4.
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ class RunProbe:
             pending.extend(_children(pid))
             command = _cmdline(pid)
             plugin = next((name for name in PLUGINS if name in command), None)
-            if plugin is None:
-                continue
+            if plugin is None or " --discover " in command + " ":
+                continue  # discovery is a process of its own; the figure is the sync's
             rss = _peak_rss_kib(pid)
             if rss is not None:
                 self.plugin_rss_kib[plugin] = max(rss, self.plugin_rss_kib.get(plugin, 0))
