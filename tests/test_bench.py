@@ -19,6 +19,7 @@ from pipebench.datasets import DATA_SETS, prepare_sources
 from pipebench.methods import Runner, record_paths
 from pipebench.series import Series, checksum
 from pipebench.server import LOCAL_HOSTS, BenchServer
+from pipebench.singer_file import escape_non_ascii
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
@@ -108,6 +109,15 @@ def test_wide_table_has_over_60_columns_of_mixed_types_all_with_nulls(bench_serv
     assert all(count > 0 for count in null_counts)
 
 
+def test_non_ascii_escaping_is_lossless_and_uses_surrogate_pairs():
+    line = json.dumps({"note": 'Zürich\t"ok" \\ 東京 😀', "n": 1.50}, ensure_ascii=False) + "\n"
+    escaped = escape_non_ascii(line)
+    assert escaped.isascii()
+    assert "\\ud83d\\ude00" in escaped  # U+1F600 as a surrogate pair
+    assert escaped == json.dumps(json.loads(line)) + "\n"  # what ensure_ascii writes
+    assert json.loads(escaped) == json.loads(line)
+
+
 def test_record_paths_are_read_from_the_target_log():
     log = "INFO ... record paths: 299990 compiled, 7 typed, 3 exact\n"
     assert record_paths(log) == (299990, 7, 3)
@@ -121,7 +131,7 @@ def test_steady_state_bench_reports_every_run_and_checks_content(bench_server, t
     address = bench_server.address
     completed = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench.py"), "--data", "realistic",
-         "--rows", "200", "--runs", "2", "--methods", "pipe",
+         "--rows", "200", "--runs", "2", "--methods", "pipe,target", "--escape-non-ascii",
          "--host", address.host, "--port", str(address.port), "--user", address.user,
          "--database-prefix", bench_server.prefix, "--results", str(results)],
         capture_output=True, text=True, timeout=120, check=False,
@@ -129,16 +139,19 @@ def test_steady_state_bench_reports_every_run_and_checks_content(bench_server, t
     assert completed.returncode == 0, completed.stderr[-3000:]
     out = completed.stdout
     run_lines = re.findall(
-        r"^\s*(\d) (copy|pipe)\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s+.*\s(\d+\.\d)\s+([\d,]+)\s+(\S+)$",
+        # run, method, wall, ratio, ..., raw MB, dead rows, record paths
+        r"^\s*(\d) (copy|pipe|target)\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s+.*"
+        r"\s(\d+\.\d)\s+([\d,]+)\s+(\S+)$",
         out,
         re.MULTILINE,
     )
     assert [(run, method) for run, method, *_ in run_lines] == [
-        ("1", "copy"), ("1", "pipe"), ("2", "copy"), ("2", "pipe"),
+        ("1", "copy"), ("1", "pipe"), ("1", "target"),
+        ("2", "copy"), ("2", "pipe"), ("2", "target"),
     ]  # fmt: skip
     assert [line[3] for line in run_lines if line[1] == "copy"] == ["1.00", "1.00"]
     assert all(float(line[3]) > 0 for line in run_lines)
-    pipe_paths = run_lines[3][6]  # "n/a" until the target logs its record paths
+    pipe_paths = run_lines[4][6]  # "n/a" until the target logs its record paths
     if pipe_paths != "n/a":
         assert sum(map(int, pipe_paths.split("/"))) == 600  # every record took one path
     assert re.search(
@@ -147,7 +160,7 @@ def test_steady_state_bench_reports_every_run_and_checks_content(bench_server, t
 
     report = json.loads(results.read_text())
     assert report["bench"]["mode"].startswith("steady state")
-    assert len(report["runs"]) == 4
+    assert len(report["runs"]) == 6
     for run in report["runs"]:
         assert run["ratio"] > 0
         assert run["wall_s"] > 0
@@ -161,12 +174,15 @@ def test_steady_state_bench_reports_every_run_and_checks_content(bench_server, t
         if pipe_paths == "n/a"
         else dict(zip(("compiled", "typed", "exact"), map(int, pipe_paths.split("/")), strict=True))
     )
-    assert report["runs"][3]["record_paths"] == printed
+    assert report["runs"][4]["record_paths"] == printed
     pipe = report["summary"]["pipe"]
     assert pipe["peak_tap_rss_kib"] > 0
     assert pipe["peak_target_rss_kib"] > 0
     assert pipe["last_over_second"] > 0
     assert {table["growth"] > 0 for table in report["tables"]["pipe"].values()} == {True}
+    # The target alone, fed \\u-escaped input (surrogate pairs included), loaded the same
+    # content: the bench compared its tables with the sources after runs 1 and 2.
+    assert report["summary"]["target"]["peak_target_rss_kib"] > 0
 
     # The content check is real: one changed value in the warehouse stops the bench.
     with bench_server.autocommit(bench_server.warehouse) as cursor:

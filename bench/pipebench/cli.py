@@ -9,6 +9,9 @@ shared machine hurts all methods alike:
   pipe           tap-manufacturing | target-warehouse-raw
   meltano        meltano run tap-manufacturing target-warehouse-raw
   pipe+batch, meltano+batch   the same in BATCH mode
+  target         target-warehouse-raw alone, fed from a file of the tap's output (captured
+                 once, untimed; with --escape-non-ascii every non-ASCII character in it is a
+                 \\u escape, emoji surrogate pairs, as taps using Python's json module write)
 
 Per run it reports the wall time and its ratio to the raw copy of the same run, the CPU of
 the client processes and of the server's sessions, the WAL written, the peak RSS of the tap
@@ -21,6 +24,7 @@ did. Results also go to a JSON file (bench/results/ by default, git-ignored).
     python bench/bench.py --rows 1000000 --rounds 2
     python bench/bench.py --data realistic --runs 20 --methods pipe --rows 50000
     python bench/bench.py --data wide --rows 100000 --rounds 3
+    python bench/bench.py --data realistic --runs 5 --methods target --escape-non-ascii
 
 --rounds N (the default, 3): each run starts from VACUUMed tables, as an eager autovacuum
 would leave them. --runs N (steady state): N consecutive runs with only a CHECKPOINT in
@@ -45,6 +49,7 @@ from pipebench.series import Series
 from pipebench.server import open_server
 
 PLUGIN_METHODS = [method for method in METHODS if method != "copy"]
+DEFAULT_METHODS = ["pipe", "pipe+batch", "meltano", "meltano+batch"]
 
 
 def _methods(text: str) -> list[str]:
@@ -81,8 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--methods",
         type=_methods,
-        default=PLUGIN_METHODS,
-        help=f"comma-separated, from {','.join(PLUGIN_METHODS)} (default: all)",
+        default=DEFAULT_METHODS,
+        help=f"comma-separated, from {','.join(PLUGIN_METHODS)} "
+        f"(default: {','.join(DEFAULT_METHODS)})",
+    )
+    parser.add_argument(
+        "--escape-non-ascii",
+        action="store_true",
+        help="the target method's input file writes non-ASCII characters as \\u escapes "
+        "(surrogate pairs above U+FFFF), as taps using Python's json module do",
     )
     parser.add_argument("--no-meltano", action="store_true", help="leave out the meltano runs")
     parser.add_argument(
@@ -169,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 if steady
                 else "rounds, VACUUM before each run",
                 "methods": ["copy", *methods],
+                "escape_non_ascii": args.escape_non_ascii,
                 "code": _code_version(),
                 "argv": sys.argv[1:] if argv is None else argv,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -179,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             runner = Runner(server, data_set, Path(tmp))
             if any(method.startswith("meltano") for method in methods):
                 runner.install_meltano_plugins()
+            if "target" in methods:
+                runner.capture_tap_output(escape_non_ascii=args.escape_non_ascii)
             series = Series(server, data_set, runner, args.rows, vacuum_between=not steady)
             results = series.run(methods, runs, _progress)
         print(render(meta, results))

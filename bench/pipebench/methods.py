@@ -9,6 +9,8 @@
   pipe+batch, meltano+batch   the same two with BATCH mode on (the tap's `batch_config`;
                  PIPELINE_BATCH_DIR under Meltano): records travel in files and only a BATCH
                  message per 10,000 records goes through the pipe and Meltano's relay
+  target         `target-warehouse-raw --config ... < file`: the target alone, fed the tap's
+                 output captured once before the series (see singer_file)
 
 Each run returns its wall time, the CPU seconds of the client processes (wait4 on each, so
 children reaped by them count too), the peak RSS of the tap and of the target, and the
@@ -30,12 +32,13 @@ from psycopg2 import sql
 
 from pen_factory.cli import demo_environment
 from pen_factory.demo_data import SOURCES
+from pipebench import singer_file
 from pipebench.datasets import DataSet
 from pipebench.probes import RunProbe
 from pipebench.server import BenchServer, TableStats, psql
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-METHODS = ("copy", "pipe", "pipe+batch", "meltano", "meltano+batch")
+METHODS = ("copy", "pipe", "pipe+batch", "meltano", "meltano+batch", "target")
 # One schema per method, so that each method's series of loads is its own.
 SCHEMAS = {method: "bench_" + method.replace("+", "_") for method in METHODS}
 
@@ -97,6 +100,7 @@ class Runner:
         self.server = server
         self.data_set = data_set
         self.workdir = workdir
+        self._singer_file = workdir / "tap-output.singer"  # written by capture_tap_output
 
     # -- the raw copy ------------------------------------------------------------------------
     def prepare_copy_tables(self) -> None:
@@ -177,10 +181,10 @@ class Runner:
             "storage": {"root": (self.workdir / "batches").as_uri()},
         }
 
-    def run_pipe(self, run: int, *, batch: bool) -> RunResult:
-        """(b) tap | target, piped directly; peak RSS and CPU of each from wait4."""
+    def _tap_argv(self, *, batch: bool) -> list[str]:
+        """The tap's command line, its config (this data set's tables) written beside."""
         address = self.server.address
-        tap_config: dict = {
+        config: dict = {
             "sources": {
                 source: {
                     "host": address.host,
@@ -193,31 +197,36 @@ class Runner:
             }
         }
         if batch:
-            tap_config["batch_config"] = self._batch_config()
-        target_config = {
+            config["batch_config"] = self._batch_config()
+        path = self.workdir / "tap.json"
+        path.write_text(json.dumps(config))
+        return [_executable("tap-manufacturing"), "--config", str(path)]
+
+    def _target_argv(self, method: str) -> list[str]:
+        """The target's command line, loading into `method`'s schema."""
+        address = self.server.address
+        config = {
             "host": address.host,
             "port": address.port,
             "database": self.server.warehouse,
             "user": address.user,
-            "schema": SCHEMAS["pipe+batch" if batch else "pipe"],
+            "schema": SCHEMAS[method],
         }
-        (self.workdir / "tap.json").write_text(json.dumps(tap_config))
-        (self.workdir / "target.json").write_text(json.dumps(target_config))
+        path = self.workdir / "target.json"
+        path.write_text(json.dumps(config))
+        return [_executable("target-warehouse-raw"), "--config", str(path)]
+
+    def run_pipe(self, run: int, *, batch: bool) -> RunResult:
+        """(b) tap | target, piped directly; peak RSS and CPU of each from wait4."""
+        method = "pipe+batch" if batch else "pipe"
+        tap_argv, target_argv = self._tap_argv(batch=batch), self._target_argv(method)
         tap_log, target_log = self.workdir / "tap.log", self.workdir / "target.log"
         started = time.perf_counter()
         with tap_log.open("wb") as tap_err, target_log.open("wb") as target_err:
-            tap = subprocess.Popen(
-                [_executable("tap-manufacturing"), "--config", str(self.workdir / "tap.json")],
-                stdout=subprocess.PIPE,
-                stderr=tap_err,
-            )
+            tap = subprocess.Popen(tap_argv, stdout=subprocess.PIPE, stderr=tap_err)
             target = subprocess.Popen(
-                [_executable("target-warehouse-raw"), "--config",
-                 str(self.workdir / "target.json")],
-                stdin=tap.stdout,
-                stdout=subprocess.DEVNULL,
-                stderr=target_err,
-            )  # fmt: skip
+                target_argv, stdin=tap.stdout, stdout=subprocess.DEVNULL, stderr=target_err
+            )
             assert tap.stdout is not None
             tap.stdout.close()
             tap_usage = _wait(tap)
@@ -229,12 +238,44 @@ class Runner:
                 f"tap: {_tail(tap_log)}\ntarget: {_tail(target_log)}"
             )
         return RunResult(
-            "pipe+batch" if batch else "pipe",
+            method,
             run,
             elapsed,
             _cpu_s(tap_usage) + _cpu_s(target_usage),
             tap_rss_kib=tap_usage.ru_maxrss,
             target_rss_kib=target_usage.ru_maxrss,
+            record_paths=record_paths(target_log.read_text(errors="replace")),
+        )
+
+    # -- the target alone ----------------------------------------------------------------------
+    def capture_tap_output(self, *, escape_non_ascii: bool) -> None:
+        """Untimed, before the series: the tap's output to a file, the `target` method's
+        input (every non-ASCII character \\u-escaped with `escape_non_ascii`)."""
+        self._singer_file = singer_file.capture(
+            self._tap_argv(batch=False), self.workdir / "tap-output.singer", escape=escape_non_ascii
+        )
+
+    def run_target(self, run: int) -> RunResult:
+        """The target alone, reading the captured tap output from a file."""
+        target_log = self.workdir / "target.log"
+        started = time.perf_counter()
+        with self._singer_file.open("rb") as stdin, target_log.open("wb") as target_err:
+            target = subprocess.Popen(
+                self._target_argv("target"),
+                stdin=stdin,
+                stdout=subprocess.DEVNULL,
+                stderr=target_err,
+            )
+            usage = _wait(target)
+        elapsed = time.perf_counter() - started
+        if target.returncode != 0:
+            raise RuntimeError(f"target failed (exit {target.returncode}):\n{_tail(target_log)}")
+        return RunResult(
+            "target",
+            run,
+            elapsed,
+            _cpu_s(usage),
+            target_rss_kib=usage.ru_maxrss,
             record_paths=record_paths(target_log.read_text(errors="replace")),
         )
 
@@ -306,6 +347,8 @@ class Runner:
         batch = method.endswith("+batch")
         if method == "copy":
             return self.run_copy(run)
+        if method == "target":
+            return self.run_target(run)
         if method.startswith("pipe"):
             return self.run_pipe(run, batch=batch)
         result = self.run_meltano(run, probe, batch=batch)
