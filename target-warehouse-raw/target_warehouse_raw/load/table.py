@@ -258,6 +258,12 @@ class StreamTable:
             statement, phase = f"ANALYZE {self.table_sql}", "analyze"
         self.conn.autocommit = True
         try:
+            if self.conn.server_version >= 150000:
+                # The load's row counts are still pending in this backend, and would reach
+                # the statistics after VACUUM's own counts, adding to them (a table just
+                # vacuumed would show its old rows as dead): flush them first, at the idle
+                # moment after this statement.
+                self.cursor.execute("SELECT pg_stat_force_next_flush()")
             set_phase(self.cursor, self.stream, phase)
             started = time.perf_counter()
             self.cursor.execute(statement)
