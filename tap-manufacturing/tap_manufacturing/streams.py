@@ -467,6 +467,9 @@ class ManufacturingStream(Stream):
     def write_bookmark(self, lsn: int, columns: dict[str, str]) -> None:
         """STATE with the log position (and the columns, to notice rewrites next run)."""
         state = self.stream_state
+        # The SDK's run-time marker goes, as it would at the end of the stream, so the SDK's
+        # closing STATE equals this one and is not written a second time.
+        state.pop("starting_replication_value", None)
         state["replication_key"] = LSN_PROPERTY
         state["replication_key_value"] = lsn
         state["columns"] = dict(columns)
