@@ -63,7 +63,7 @@ def replication_connection(source: SourceSettings) -> psycopg2.extensions.connec
         )
     except psycopg2.Error as exc:
         text = str(exc)
-        if "replication" in text and ("permission" in text or "must be" in text):
+        if "WAL sender" in text or "walsender" in text:  # PostgreSQL 16+ / earlier wording
             msg = (
                 f"{source.describe()}: cannot open a replication connection: user "
                 f"{source.user} lacks the REPLICATION privilege (ALTER ROLE {source.user} "
