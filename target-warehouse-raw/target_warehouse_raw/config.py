@@ -7,6 +7,7 @@ treats absent, null and empty string alike: the default applies.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,14 +143,25 @@ class ConnectionSettings:
         return f"{self.user}@{self.host}:{self.port}/{self.database}"
 
 
+def default_slot_name(source: str) -> str:
+    """The tap's default replication slot name for a source (`tap_manufacturing_<source>`).
+
+    The same rule as tap-manufacturing's config.default_replication_name (the plugins share
+    no code; tests/cdc/test_operations.py holds the two together).
+    """
+    return ("tap_manufacturing_" + re.sub(r"[^a-z0-9_]", "_", source.lower()))[:63]
+
+
 @dataclass(frozen=True)
 class SourceSettings:
-    """A source database the check command compares row counts against."""
+    """A source database the check command compares row counts against (and whose
+    replication slot, where the tap reads it LOG_BASED, it reports)."""
 
     name: str
     connection: ConnectionSettings
     schema: str = "public"
     table: str = ""
+    slot_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -169,6 +181,7 @@ class WarehouseConfig:
     analyze_after_load: bool = False
     progress_interval: float = 5.0
     check_sources: tuple[SourceSettings, ...] = ()
+    check_max_slot_lag_mb: float = 1024.0
 
 
 def _connection(config: Mapping[str, Any], defaults: ConnectionSettings) -> ConnectionSettings:
@@ -201,6 +214,7 @@ def _sources(value: object) -> tuple[SourceSettings, ...]:
                 connection=_connection(raw, defaults),
                 schema=_str(raw, "schema", "public") or "public",
                 table=_str(raw, "table", f"{name}_production") or f"{name}_production",
+                slot_name=_str(raw, "slot_name", None) or default_slot_name(name),
             )
         )
     return tuple(sources)
@@ -225,4 +239,5 @@ def parse_config(config: Mapping[str, Any]) -> WarehouseConfig:
         analyze_after_load=_bool(config, "analyze_after_load", False),
         progress_interval=_float(config, "progress_interval", 5.0),
         check_sources=_sources(config.get("check_sources")),
+        check_max_slot_lag_mb=_float(config, "check_max_slot_lag_mb", 1024.0),
     )
