@@ -83,17 +83,18 @@ def test_check_reports_slot_lag_and_fails_above_the_limit(
     assert len(slot_lines) == 1
     fields = slot_lines[0].split()
     assert fields[:3] == [STREAM, cdc_source.slot, "no"]
-    assert 0.1 < float(fields[3]) < 100
+    assert 1.5 < float(fields[3]) < 100
     assert float(fields[4]) >= float(fields[3])
     assert fields[5:] == ["reserved", "yes"]
     # Above the limit: exit 1 and NO.
-    done = _check({**config, "check_max_slot_lag_mb": 0.01}, tmp_path)
+    done = _check({**config, "check_max_slot_lag_mb": 1}, tmp_path)
     assert done.returncode == 1
     assert done.stdout.splitlines()[-1].split()[-1] == "NO"
-    # Once the pipeline has stored the changes' STATE, the next run confirms it: lag gone.
+    # Once the pipeline has stored the changes' STATE, the next run confirms it: the lag
+    # is gone (up to what the server writes meanwhile).
     second = run_tap(tmp_path, cdc_source.config(), state=first.final_state)
     run_tap(tmp_path, cdc_source.config(), state=second.final_state)
-    done = _check({**config, "check_max_slot_lag_mb": 0.01}, tmp_path)
+    done = _check({**config, "check_max_slot_lag_mb": 1}, tmp_path)
     assert done.returncode == 0, done.stdout
 
 

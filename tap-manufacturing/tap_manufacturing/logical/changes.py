@@ -90,7 +90,7 @@ class ChangeReader:
         cursor: Any,
         connection: psycopg2.extensions.connection,
         output: ChangeOutput,
-        table: tuple[str, str],
+        table_oid: int,
         table_sql: str,
         key: Sequence[str],
         known: dict[str, str],
@@ -102,11 +102,12 @@ class ChangeReader:
         batch_rows: int,
         state_interval: int,
         max_wait: float,
+        progress_interval: float,
     ) -> None:
         self.cursor = cursor
         self.connection = connection
         self.output = output
-        self.table = table
+        self.ours = table_oid
         self.table_sql = table_sql
         self.key = tuple(key)
         self.known = dict(known)
@@ -117,9 +118,11 @@ class ChangeReader:
         self.batch_rows = batch_rows
         self.state_interval = state_interval
         self.max_wait = max_wait
+        self.progress_interval = progress_interval
+        self.next_progress = time.monotonic() + progress_interval
         self.position = start_lsn
         self.written_state = start_lsn
-        self.ours: int | None = None  # OID of the table's Relation
+        self.types: dict[tuple[int, int], PgType] = {}
         self.columns: list[RenderColumn] = []
         self.transaction: _Transaction | None = None
         self.changes = 0
@@ -175,8 +178,8 @@ class ChangeReader:
             if message.end_lsn >= self.stop_lsn:
                 return self._finish(None)
         elif isinstance(message, pgoutput.Relation):
-            if (message.namespace, message.name) == self.table:
-                self.ours = message.oid
+            # By OID: the publication follows the table through a rename.
+            if message.oid == self.ours:
                 return self._relation(message)
         elif isinstance(message, pgoutput.Truncate):
             if self.ours in message.relation_oids:
@@ -204,10 +207,8 @@ class ChangeReader:
     def _relation(self, relation: pgoutput.Relation) -> Outcome | None:
         """A (new) description of the table: new SCHEMA, or a new snapshot when the
         values of existing rows changed without row changes in the log."""
-        columns = [
-            RenderColumn(c.name, self.describe(c.type_oid, c.type_modifier))
-            for c in relation.columns
-        ]
+        columns = [RenderColumn(c.name, self._type(c.type_oid, c.type_modifier))
+                   for c in relation.columns]  # fmt: skip
         shape = signature(columns)
         if shape == self.known and self.columns:
             return None
@@ -221,6 +222,11 @@ class ChangeReader:
         if rewritten:
             return self._finish(rewritten)
         return None
+
+    def _type(self, oid: int, typmod: int) -> PgType:
+        if (oid, typmod) not in self.types:
+            self.types[oid, typmod] = self.describe(oid, typmod)
+        return self.types[oid, typmod]
 
     # -- changes ----------------------------------------------------------------------
 
@@ -297,6 +303,10 @@ class ChangeReader:
         self.output.write_change_lines(b"".join(self.prefix + line + suffix for line in lines))
         self.changes += len(changes)
         self.since_state += len(changes)
+        if time.monotonic() >= self.next_progress:
+            logger.info("Progress of stream '%s': %d changes so far", self.output.name,
+                        self.changes)  # fmt: skip
+            self.next_progress = time.monotonic() + self.progress_interval
 
     def _fill_unchanged(
         self,

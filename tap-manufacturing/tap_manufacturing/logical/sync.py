@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import psycopg2
 import psycopg2.extensions
@@ -30,7 +31,13 @@ from tap_manufacturing.client import SourceError, connect, describe_error
 from tap_manufacturing.config import SourceSettings, TapSettings
 from tap_manufacturing.discovery import TableInfo, TableNotFound, describe_table, describe_type
 from tap_manufacturing.logical import slots
-from tap_manufacturing.logical.changes import ChangeOutput, ChangeReader, needs_snapshot, signature
+from tap_manufacturing.logical.changes import (
+    ChangeOutput,
+    ChangeReader,
+    Outcome,
+    needs_snapshot,
+    signature,
+)
 from tap_manufacturing.logical.pgoutput import format_lsn
 from tap_manufacturing.logical.render import RenderColumn, quote_ident
 
@@ -146,7 +153,7 @@ def _read_changes(
     table: TableInfo,
     bookmark: int,
     known: dict[str, str],
-) -> Any:
+) -> Outcome:
     source = stream.source
     started = time.monotonic()
     stop = slots.flush_lsn(connection)
@@ -166,8 +173,8 @@ def _read_changes(
             cursor=cursor,
             connection=connection,
             output=stream,
-            table=(source.schema, source.table),
-            table_sql=f"{quote_ident(source.schema)}.{quote_ident(source.table)}",
+            table_oid=_table_oid(connection, source),
+            table_sql=_table_sql(source),
             key=stream.primary_keys,
             known=known,
             excluded=excluded,
@@ -178,6 +185,7 @@ def _read_changes(
             batch_rows=stream.settings.fetch_size,
             state_interval=stream.settings.state_interval,
             max_wait=stream.settings.log_based_max_wait,
+            progress_interval=stream.settings.progress_interval,
         )
         outcome = reader.run()
     except psycopg2.Error as exc:
@@ -197,8 +205,23 @@ def _read_changes(
     return outcome
 
 
-def _has_default(connection: psycopg2.extensions.connection, source: SourceSettings) -> Any:
-    table = f"{quote_ident(source.schema)}.{quote_ident(source.table)}"
+def _table_oid(connection: psycopg2.extensions.connection, source: SourceSettings) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::regclass::oid", (_table_sql(source),))
+        oid = int(cursor.fetchone()[0])
+    connection.commit()
+    return oid
+
+
+def _table_sql(source: SourceSettings) -> str:
+    return f"{quote_ident(source.schema)}.{quote_ident(source.table)}"
+
+
+def _has_default(
+    connection: psycopg2.extensions.connection, source: SourceSettings
+) -> Callable[[str], bool]:
+    """Whether a column has a default (or a "missing" value given to existing rows)."""
+    table = _table_sql(source)
 
     def has_default(column: str) -> bool:
         with connection.cursor() as cursor:
