@@ -33,7 +33,8 @@ from tap_manufacturing.types import PgType
 logger = logging.getLogger("tap-manufacturing")
 
 BATCH_BYTES = 8 * 1024 * 1024
-"""Most value text of pending changes held before they are rendered and written."""
+"""Most bytes of change messages held before they are rendered and written: with the
+rendered texts and the output lines, a batch takes a few times this in memory."""
 
 
 class ChangeOutput(Protocol):
@@ -127,6 +128,7 @@ class ChangeReader:
         self.transaction: _Transaction | None = None
         self.changes = 0
         self.since_state = 0
+        self.message_size = 0  # bytes of the message being handled: bounds a batch
         self.prefix = b'{"type":"RECORD","stream":' + encode(output.name) + b',"record":'
 
     # -- the loop -------------------------------------------------------------------
@@ -139,6 +141,7 @@ class ChangeReader:
             message = self.cursor.read_message()
             if message is not None:
                 last_activity = time.monotonic()
+                self.message_size = len(message.payload)
                 outcome = self._handle(pgoutput.decode(message.payload))
                 if outcome is not None:
                     return outcome
@@ -254,7 +257,7 @@ class ChangeReader:
         transaction = self.transaction
         assert transaction is not None
         transaction.changes.append(change)
-        transaction.text_bytes += sum(len(v) for v in change.values if isinstance(v, str))
+        transaction.text_bytes += self.message_size
         if len(transaction.changes) >= self.batch_rows or transaction.text_bytes >= BATCH_BYTES:
             self._flush()
 

@@ -7,8 +7,10 @@ exact type and renders it with the very select expression and JSON function of a
 read (types.select_expression, to_json: the function row_to_json applies to each field). So
 a change record and a full-table record of the same row carry byte-identical values.
 
-One round trip renders a whole batch: each column travels as one text[] parameter, and
-`unnest(...) WITH ORDINALITY` turns the arrays back into rows in their original order.
+One round trip renders a whole batch: the rows travel as one JSON array of arrays of texts
+(one parameter: encoding it is about three times cheaper for the tap and the server than one
+text[] parameter per column), and `jsonb_array_elements(...) WITH ORDINALITY` turns it back
+into rows in their original order; `->>` gives each text back unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import psycopg2.extensions
 
+from tap_manufacturing.output import encode
 from tap_manufacturing.types import PgType, select_expression
 
 
@@ -51,19 +54,15 @@ def render_rows(
     """
     if not rows:
         return []
-    aliases = [f"c{i}" for i in range(len(columns))]
     values = ", ".join(
-        _value_expression(column, f"v.{alias}")
-        for column, alias in zip(columns, aliases, strict=True)
+        _value_expression(column, f"(e.v->>{i})") for i, column in enumerate(columns)
     )
-    arrays = ", ".join(["%s::text[]"] * len(columns))
     query = (
-        f"SELECT ARRAY[{values}] FROM unnest({arrays}) WITH ORDINALITY "
-        f"AS v({', '.join(aliases)}, ord) ORDER BY v.ord"
+        f"SELECT ARRAY[{values}] FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY "
+        "AS e(v, ord) ORDER BY e.ord"
     )
-    params = [[row[i] for row in rows] for i in range(len(columns))]
     with connection.cursor() as cursor:
-        cursor.execute(query, params)
+        cursor.execute(query, (encode(rows).decode(),))
         rendered = [list(row[0]) for row in cursor.fetchall()]
     connection.commit()
     return rendered
@@ -83,23 +82,19 @@ def current_values(
     """
     if not key_rows:
         return {}
-    aliases = [f"k{i}" for i in range(len(keys))]
     join = " AND ".join(
-        f"t.{quote_ident(key.name)} = v.{alias}::{key.type.exact}"
-        for key, alias in zip(keys, aliases, strict=True)
+        f"t.{quote_ident(key.name)} = (e.v->>{i})::{key.type.exact}" for i, key in enumerate(keys)
     )
     values = ", ".join(
         f"to_json({select_expression(column.type, 't.' + quote_ident(column.name))})::text"
         for column in wanted
     )
-    arrays = ", ".join(["%s::text[]"] * len(keys))
     query = (
-        f"SELECT v.ord, ARRAY[{values}] FROM unnest({arrays}) WITH ORDINALITY "
-        f"AS v({', '.join(aliases)}, ord) JOIN {table} t ON {join}"
+        f"SELECT e.ord, ARRAY[{values}] FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY "
+        f"AS e(v, ord) JOIN {table} t ON {join}"
     )
-    params = [[row[i] for row in key_rows] for i in range(len(keys))]
     with connection.cursor() as cursor:
-        cursor.execute(query, params)
+        cursor.execute(query, (encode(key_rows).decode(),))
         found = {int(ordinal) - 1: list(rendered) for ordinal, rendered in cursor.fetchall()}
     connection.commit()
     return found
