@@ -71,7 +71,7 @@ def _source_properties(name: str) -> th.ObjectType:
                                 f"`{default_replication_name(name)}`)."),
         th.Property("publication_name", th.StringType, title="Publication",
                     description="LOG_BASED: the publication of the table, created when missing "
-                                f"(default: the same as the slot, e.g. "
+                                f"(default: `tap_manufacturing_<source>`, e.g. "
                                 f"`{default_replication_name(name)}`)."),
     )  # fmt: skip
 
