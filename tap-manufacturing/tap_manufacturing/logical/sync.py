@@ -62,8 +62,6 @@ class LogBasedStream(ChangeOutput, Protocol):
 
     def log_bookmark(self) -> tuple[int | None, dict[str, str] | None]: ...
 
-    def release_schema(self) -> None: ...
-
     def write_snapshot(
         self, connection: psycopg2.extensions.connection, table: TableInfo, snapshot: str, lsn: int
     ) -> int: ...
@@ -159,7 +157,8 @@ def _read_changes(
     stop = slots.flush_lsn(connection)
     selected = stream.selected_columns()
     excluded = set() if selected is None else {c.name for c in table.columns} - selected
-    stream.release_schema()
+    # The SCHEMA stays held back until the first record (or schema change): a run that
+    # fails before it leaves no SCHEMA a target could take for an empty stream.
     replication = slots.replication_connection(source)
     try:
         cursor = replication.cursor()
