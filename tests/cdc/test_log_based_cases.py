@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import select
+
+import psycopg2.extras
 import pytest
 from cdc_helpers import STREAM, TABLE, apply, bookmark, full_table, run_tap
 from tap_helpers import PRODUCTION_ROWS
+
+from tap_manufacturing.logical import pgoutput
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +144,39 @@ def test_new_column_with_a_default_reads_the_table_again(cdc_source, tmp_path):
     assert {r["shift"] for r in run.records(STREAM)} == {"A"}
     assert len(run.records(STREAM)) == 20
     assert apply(apply({}, first.messages), run.messages) == full_table(tmp_path, cdc_source)
+
+
+def test_start_position_past_the_slots_confirmed_one_skips_to_it(cdc_source, tmp_path):
+    """What the next run after a re-snapshot relies on (PostgreSQL's protocol docs:
+    START_REPLICATION starts at the given position or the slot's confirmed_flush_lsn,
+    whichever is greater), checked on the server itself, without the tap's slot advance."""
+    run_tap(tmp_path, cdc_source.config())
+    cdc_source.sql(f"UPDATE {TABLE} SET line = 'skipped' WHERE id = 1")
+    middle = int(cdc_source.rows("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")[0][0])
+    cdc_source.sql(f"UPDATE {TABLE} SET line = 'sent' WHERE id = 2")
+    assert cdc_source.slot_row()["confirmed"] < middle
+    connection = psycopg2.connect(
+        cdc_source.dsn, connection_factory=psycopg2.extras.LogicalReplicationConnection
+    )
+    try:
+        cursor = connection.cursor()
+        cursor.start_replication(
+            slot_name=cdc_source.slot,
+            decode=False,
+            start_lsn=middle,
+            options={"proto_version": "1", "publication_names": cdc_source.slot},
+        )
+        updates = []
+        while not any(isinstance(m, pgoutput.Commit) for m in updates):
+            message = cursor.read_message()
+            if message is None:
+                select.select([cursor], [], [], 5)
+                continue
+            decoded = pgoutput.decode(message.payload)
+            if isinstance(decoded, (pgoutput.Update, pgoutput.Commit)):
+                updates.append(decoded)
+    finally:
+        connection.close()
+    assert [(u.new[0], u.new[2]) for u in updates if isinstance(u, pgoutput.Update)] == [
+        ("2", "sent")
+    ]
