@@ -72,41 +72,46 @@ def sync_log_based(stream: LogBasedStream) -> None:
     source = stream.source
     with connect(source) as connection:
         try:
-            slots.check_wal_level(connection, source)
-            table = describe_table(connection, source)
-            slots.check_table(connection, source, table)
-            slots.ensure_publication(connection, source, source.publication_name)
+            _sync(stream, connection)
         except TableNotFound as exc:
             raise SourceError(f"{source.describe()}: {exc}") from None
         except psycopg2.Error as exc:
-            raise describe_error(source, exc, "prepare LOG_BASED replication") from None
-        bookmark, known = stream.log_bookmark()
+            raise describe_error(source, exc, "run LOG_BASED replication") from None
+
+
+def _sync(stream: LogBasedStream, connection: psycopg2.extensions.connection) -> None:
+    source = stream.source
+    slots.check_wal_level(connection, source)
+    table = describe_table(connection, source)
+    slots.check_table(connection, source, table)
+    slots.ensure_publication(connection, source, source.publication_name)
+    bookmark, known = stream.log_bookmark()
+    shape = signature([RenderColumn(c.name, c.type) for c in table.columns])
+    if bookmark is None:
+        _first_snapshot(stream, connection, table, shape)
+        return
+    info = slots.wait_until_inactive(connection, source, source.slot_name)
+    if info is None:
+        msg = (
+            f"{source.describe()}: replication slot '{source.slot_name}' does not exist, "
+            f"but the state holds a bookmark at {format_lsn(bookmark)}: the changes since "
+            "then are gone. Reload the table from a new snapshot: `meltano run "
+            "--full-refresh tap-manufacturing target-warehouse-raw` (or `meltano state "
+            "clear <state id>` and run again)"
+        )
+        raise SourceError(msg)
+    slots.check_slot_usable(source, info)
+    reason = needs_snapshot(known or shape, shape, _has_default(connection, source))
+    if reason is not None:
+        _resnapshot(stream, connection, table, shape, reason)
+        return
+    if info.confirmed_flush is not None and bookmark > info.confirmed_flush:
+        slots.advance_slot(connection, source.slot_name, bookmark)
+    outcome = _read_changes(stream, connection, table, bookmark, known or shape)
+    if outcome.resnapshot is not None:
+        table = describe_table(connection, source)
         shape = signature([RenderColumn(c.name, c.type) for c in table.columns])
-        if bookmark is None:
-            _first_snapshot(stream, connection, table, shape)
-            return
-        info = slots.wait_until_inactive(connection, source, source.slot_name)
-        if info is None:
-            msg = (
-                f"{source.describe()}: replication slot '{source.slot_name}' does not exist, "
-                f"but the state holds a bookmark at {format_lsn(bookmark)}: the changes since "
-                "then are gone. Reload the table from a new snapshot: `meltano run "
-                "--full-refresh tap-manufacturing target-warehouse-raw` (or `meltano state "
-                "clear <state id>` and run again)"
-            )
-            raise SourceError(msg)
-        slots.check_slot_usable(source, info)
-        reason = needs_snapshot(known or shape, shape, _has_default(connection, source))
-        if reason is not None:
-            _resnapshot(stream, connection, table, shape, reason)
-            return
-        if info.confirmed_flush is not None and bookmark > info.confirmed_flush:
-            slots.advance_slot(connection, source.slot_name, bookmark)
-        outcome = _read_changes(stream, connection, table, bookmark, known or shape)
-        if outcome.resnapshot is not None:
-            table = describe_table(connection, source)
-            shape = signature([RenderColumn(c.name, c.type) for c in table.columns])
-            _resnapshot(stream, connection, table, shape, outcome.resnapshot)
+        _resnapshot(stream, connection, table, shape, outcome.resnapshot)
 
 
 def _first_snapshot(
