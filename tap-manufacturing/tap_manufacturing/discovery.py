@@ -8,6 +8,7 @@ from typing import Any
 import psycopg2.extensions
 
 from tap_manufacturing.config import SourceSettings
+from tap_manufacturing.logical.catalog import with_change_properties
 from tap_manufacturing.types import PgType, map_type, property_schema
 
 _TABLE_SQL = """
@@ -180,9 +181,21 @@ def catalog_entry(source: SourceSettings, table: TableInfo) -> dict[str, Any]:
     }
     if replication_key:
         entry["replication_key"] = replication_key
+    if source.replication_method == "LOG_BASED":
+        stream_metadata["replication-method"] = "LOG_BASED"
+        return with_change_properties(entry)
     return entry
 
 
 def portable_type(column: Column) -> str:
     """The column's portable type hint (for logs and tests)."""
     return map_type(column.type).portable
+
+
+def describe_type(connection: psycopg2.extensions.connection, oid: int, typmod: int) -> PgType:
+    """A type by OID and modifier, as discovery describes a column's (for LOG_BASED streams,
+    whose Relation messages name types by OID)."""
+    with connection.cursor() as cursor:
+        pg_type = _describe_type(cursor, oid, typmod)
+    connection.commit()
+    return pg_type

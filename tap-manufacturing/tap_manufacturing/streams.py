@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg2
@@ -30,9 +30,17 @@ from singer_sdk.streams.core import REPLICATION_INCREMENTAL
 from tap_manufacturing.client import SourceError, connect, describe_error, prefetched
 from tap_manufacturing.config import SourceSettings
 from tap_manufacturing.discovery import TableInfo, TableNotFound, describe_table
+from tap_manufacturing.logical.catalog import (
+    CHANGE_PROPERTIES,
+    DELETED_AT_PROPERTY,
+    LSN_PROPERTY,
+    with_change_properties,
+)
+from tap_manufacturing.logical.render import RenderColumn
+from tap_manufacturing.logical.sync import sync_log_based
 from tap_manufacturing.output import DECODER, SingerOutput
 from tap_manufacturing.sinks import BatchFiles, RecordLines, RowSink
-from tap_manufacturing.types import select_expression
+from tap_manufacturing.types import property_schema, select_expression
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
@@ -76,6 +84,8 @@ class ManufacturingStream(Stream):
 
     def __init__(self, tap: Any, catalog_entry: dict, source: SourceSettings) -> None:
         """Bind the stream to its source and take replication settings from its entry."""
+        if _replication_method(catalog_entry, source) == "LOG_BASED":
+            catalog_entry = with_change_properties(catalog_entry)
         self.catalog_entry = catalog_entry
         self.source = source
         self.settings = tap.settings
@@ -131,7 +141,7 @@ class ManufacturingStream(Stream):
         A target may take "SCHEMA, then end of input" for an empty stream and replace its
         table with an empty one. If the source fails before the first rows arrive (lock wait
         cut short, connection dropped), no SCHEMA has gone out, so no target can mistake the
-        failed read for an empty table. `_release_schema` writes it.
+        failed read for an empty table. `release_schema` writes it.
         """
         self._schema_pending = True
 
@@ -153,7 +163,8 @@ class ManufacturingStream(Stream):
         self._record_counter = super().get_record_counter(**kwargs)
         return self._record_counter
 
-    def _release_schema(self) -> None:
+    def release_schema(self) -> None:
+        """Write the held-back SCHEMA now (once)."""
         if self._schema_pending:
             self._schema_pending = False
             super()._write_schema_message()
@@ -167,21 +178,20 @@ class ManufacturingStream(Stream):
         `forced-replication-method`, then the config. The key likewise.
         """
         entry = self.catalog_entry
-        root = next(
-            (m.get("metadata", {}) for m in entry.get("metadata", []) if not m.get("breadcrumb")),
-            {},
-        )
-        method = str(
-            root.get("replication-method")
-            or entry.get("replication_method")
-            or root.get("forced-replication-method")
-            or self.source.replication_method
-        ).upper()
-        key = root.get("replication-key") or entry.get("replication_key")
+        method = _replication_method(entry, self.source)
+        key = _root_metadata(entry).get("replication-key") or entry.get("replication_key")
         if method == "INCREMENTAL" and not key:
             key = self.source.replication_key
         self.forced_replication_method = method
-        self.replication_key = key if method == "INCREMENTAL" else None
+        if method == "LOG_BASED":  # the bookmark's field, in SCHEMA bookmark_properties
+            self.replication_key = LSN_PROPERTY
+        else:
+            self.replication_key = key if method == "INCREMENTAL" else None
+
+    @property
+    def _incremental_key(self) -> str | None:
+        """The replication key of an INCREMENTAL read (LOG_BASED bookmarks are positions)."""
+        return self.replication_key if self.replication_method == "INCREMENTAL" else None
 
     @override
     @property
@@ -234,17 +244,28 @@ class ManufacturingStream(Stream):
         )
 
     def _build_query(
-        self, table: TableInfo, starting_value: Any, *, fast: bool
+        self,
+        table: TableInfo,
+        starting_value: Any,
+        *,
+        fast: bool,
+        extra_columns: dict[str, str] | None = None,
     ) -> tuple[str, list, tuple[bytes, ...] | None]:
         """The read query, its parameters, and the JSON keys when rows come as arrays.
 
         Each row comes as the JSON object row_to_json renders, or, on the fast path with the C
         module at hand, as the array json_build_array renders, which costs the server about a
         third less; _rekey puts the keys back, giving the same objects (see _rekey.c).
+        `extra_columns` gives the SQL expression of selected properties that are not table
+        columns (a LOG_BASED snapshot's `_sdc_*`).
         """
         selected = list(self.get_selected_schema().get("properties", {}))
         expressions = []
+        extra_columns = extra_columns or {}
         for name in selected:
+            if name in extra_columns:
+                expressions.append(f"{extra_columns[name]} AS {quote_ident(name)}")
+                continue
             column = table.column(name)
             if column is None:
                 msg = (
@@ -261,7 +282,7 @@ class ManufacturingStream(Stream):
         inner = f"SELECT {', '.join(expressions)} FROM {source_table}"
         params: list = []
         outer_extra = ""
-        key = self.replication_key
+        key = self._incremental_key
         if key:
             key_column = table.column(key)
             if key_column is None:
@@ -310,6 +331,19 @@ class ManufacturingStream(Stream):
         if self.replication_method == "INCREMENTAL" and not self.replication_key:
             msg = f"{self.source.describe()}: INCREMENTAL replication needs a replication key"
             raise SourceError(msg)
+        if self.replication_method == "LOG_BASED":
+            if not self._uses_fast_path():
+                msg = (
+                    f"{self.source.describe()}: LOG_BASED streams are written as they are: "
+                    "stream maps, flattening and record limits are not supported (use a "
+                    "mapper plugin after the tap)"
+                )
+                raise SourceError(msg)
+            # A change stream always names its bookmark (`_sdc_lsn`), snapshot or not: the
+            # target applies its changes, and replaces the table only for a snapshot.
+            self._whole_table = False
+            sync_log_based(self)
+            return
         starting = self.get_starting_replication_key_value(context)
         # A whole-table read (full table, or an incremental stream without a bookmark: its
         # first run, a full refresh, a cleared state) is complete: its records carry a
@@ -359,7 +393,7 @@ class ManufacturingStream(Stream):
                 connection.commit()
             except psycopg2.Error as exc:
                 raise describe_error(self.source, exc, action) from None
-        self._release_schema()  # an empty table: the read succeeded with no rows
+        self.release_schema()  # an empty table: the read succeeded with no rows
         if self._whole_table:
             self._write_activate_version()
         self._log_progress(rows, started, final=True)
@@ -367,7 +401,7 @@ class ManufacturingStream(Stream):
     def _read_slow(self, cursor: psycopg2.extensions.cursor) -> Iterable[Record]:
         """Decoded rows for the SDK's per-record path (maps, flattening, dry runs)."""
         for batch in prefetched(cursor, self.settings.fetch_size):
-            self._release_schema()
+            self.release_schema()
             for row in batch:
                 yield DECODER.decode(row[0])
 
@@ -386,7 +420,7 @@ class ManufacturingStream(Stream):
         With `keys`, rows come as JSON arrays and get their keys back first (see _rekey.c).
         """
         sink = self._sink()
-        key = self.replication_key
+        key = self._incremental_key
         fetch = self.settings.fetch_size
         if key:
             fetch = min(fetch, self.settings.state_interval)
@@ -395,7 +429,7 @@ class ManufacturingStream(Stream):
         next_log = started + self.settings.progress_interval
         try:
             for batch in prefetched(cursor, fetch):
-                self._release_schema()
+                self.release_schema()
                 extracted = datetime.datetime.now(datetime.timezone.utc).isoformat()
                 if keys is None:
                     sink.write([row[0] for row in batch], extracted)
@@ -440,3 +474,104 @@ class ManufacturingStream(Stream):
             self._tap.write_message(
                 ActivateVersionMessage(stream=stream_map.stream_alias, version=self._stream_version)
             )
+
+    # -- LOG_BASED hooks: the work is done in tap_manufacturing/logical -----------------
+
+    def selected_columns(self) -> set[str]:
+        """The selected properties: the columns a change record carries."""
+        return set(self.get_selected_schema().get("properties", {}))
+
+    def log_bookmark(self) -> tuple[int | None, dict[str, str] | None]:
+        """The stored log position and the table's columns then (None without a bookmark)."""
+        state = self.stream_state
+        if state.get("replication_key") != LSN_PROPERTY:
+            return None, None
+        value = state.get("replication_key_value")
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None, None
+        columns = state.get("columns")
+        return value, dict(columns) if isinstance(columns, dict) else None
+
+    def write_bookmark(self, lsn: int, columns: dict[str, str]) -> None:
+        """STATE with the log position (and the columns, to notice rewrites next run)."""
+        state = self.stream_state
+        # The SDK's run-time marker goes, as it would at the end of the stream, so the SDK's
+        # closing STATE equals this one and is not written a second time.
+        state.pop("starting_replication_value", None)
+        state["replication_key"] = LSN_PROPERTY
+        state["replication_key_value"] = lsn
+        state["columns"] = dict(columns)
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def write_change_lines(self, data: bytes) -> None:
+        """Ready-made RECORD lines of changes."""
+        self.release_schema()
+        self._output.write_lines(data)
+        if self._record_counter is not None:
+            self._record_counter.increment(data.count(b"\n"))
+
+    def write_change_schema(self, columns: Sequence[RenderColumn]) -> None:
+        """A new SCHEMA when the source table's columns changed (as discovery types them)."""
+        self.release_schema()
+        known = self.schema.get("properties", {})
+        properties = {}
+        for column in columns:
+            mapped = property_schema(column.type, not_null=False)
+            previous = known.get(column.name)
+            if previous is not None and previous.get("x-sql-datatype") == mapped["x-sql-datatype"]:
+                mapped = previous
+            properties[column.name] = mapped
+        properties.update(CHANGE_PROPERTIES)
+        self.schema["properties"] = properties
+        self._tap.write_message(
+            SchemaMessage(self.name, dict(self.schema), self.primary_keys, [LSN_PROPERTY])
+        )
+
+    def write_snapshot(
+        self, connection: psycopg2.extensions.connection, table: TableInfo, snapshot: str, lsn: int
+    ) -> int:
+        """The table as of an exported snapshot, written like a full-table read (versioned
+        records, then ACTIVATE_VERSION), each row with `_sdc_lsn` = the snapshot's position."""
+        self._stream_version = self._initialized_at
+        extra = {LSN_PROPERTY: f"{int(lsn)}::bigint", DELETED_AT_PROPERTY: "NULL::text"}
+        query, params, keys = self._build_query(table, None, fast=True, extra_columns=extra)
+        started = time.monotonic()
+        connection.set_session(
+            isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True
+        )
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+            cursor = connection.cursor(name=f"tap_manufacturing_{self.name}")
+            psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cursor)
+            cursor.execute(query, params)
+            rows = self._write_fast(cursor, started, keys)
+            cursor.close()
+            connection.commit()
+        except psycopg2.Error as exc:
+            raise describe_error(self.source, exc, "read the snapshot") from None
+        finally:
+            connection.rollback()
+            connection.set_session(isolation_level="DEFAULT", readonly="DEFAULT")
+        self.release_schema()
+        self._write_activate_version()
+        self._log_progress(rows, started, final=True)
+        return rows
+
+
+def _root_metadata(entry: dict) -> dict:
+    return next(
+        (m.get("metadata", {}) for m in entry.get("metadata", []) if not m.get("breadcrumb")), {}
+    )
+
+
+def _replication_method(entry: dict, source: SourceSettings) -> str:
+    """The catalog's choice first, then the source's config (see _resolve_replication)."""
+    root = _root_metadata(entry)
+    return str(
+        root.get("replication-method")
+        or entry.get("replication_method")
+        or root.get("forced-replication-method")
+        or source.replication_method
+    ).upper()

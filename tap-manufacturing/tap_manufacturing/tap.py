@@ -16,11 +16,13 @@ from singer_sdk.exceptions import ConfigValidationError
 from tap_manufacturing.client import SourceError, connect
 from tap_manufacturing.config import (
     DEFAULT_FETCH_SIZE,
+    DEFAULT_LOG_BASED_MAX_WAIT,
     DEFAULT_PROGRESS_INTERVAL,
     DEFAULT_SOURCES,
     DEFAULT_STATE_INTERVAL,
     ConfigError,
     TapSettings,
+    default_replication_name,
     parse_settings,
 )
 from tap_manufacturing.discovery import TableNotFound, catalog_entry, describe_table
@@ -31,6 +33,10 @@ try:  # Python 3.12+
     from typing import override
 except ImportError:  # pragma: no cover
     from typing_extensions import override
+
+
+_NUMBER = th.CustomType({"type": ["number", "string", "null"]})
+"""A number, or a numeric string (parse_settings reads both)."""
 
 
 def _source_properties(name: str) -> th.ObjectType:
@@ -58,10 +64,19 @@ def _source_properties(name: str) -> th.ObjectType:
                     title="Connect timeout",
                     description="Seconds to wait for a connection (default: 10)."),
         th.Property("replication_method", th.StringType, title="Replication method",
-                    description="FULL_TABLE (default) or INCREMENTAL. A catalog's "
+                    description="FULL_TABLE (default), INCREMENTAL or LOG_BASED (change data "
+                                "capture from the write-ahead log). A catalog's "
                                 "`replication-method` metadata takes precedence."),
         th.Property("replication_key", th.StringType, title="Replication key",
                     description="Column for INCREMENTAL replication, e.g. updated_at."),
+        th.Property("slot_name", th.StringType, title="Replication slot",
+                    description="LOG_BASED: the source's replication slot, created when missing "
+                                f"(default: `tap_manufacturing_<source>`, e.g. "
+                                f"`{default_replication_name(name)}`)."),
+        th.Property("publication_name", th.StringType, title="Publication",
+                    description="LOG_BASED: the publication of the table, created when missing "
+                                f"(default: `tap_manufacturing_<source>`, e.g. "
+                                f"`{default_replication_name(name)}`)."),
     )  # fmt: skip
 
 
@@ -100,13 +115,24 @@ class TapManufacturing(Tap):
         ),
         th.Property("fetch_size", th.IntegerType, default=DEFAULT_FETCH_SIZE, title="Fetch size",
                     description="Rows per fetch from the server-side cursor."),
-        th.Property("progress_interval", th.NumberType, default=DEFAULT_PROGRESS_INTERVAL,
+        # Number-or-string: Meltano passes a `kind: decimal` setting set by a variable
+        # nowhere (it cannot serialise it), so meltano.yml declares these as strings.
+        th.Property("progress_interval", _NUMBER, default=DEFAULT_PROGRESS_INTERVAL,
                     title="Progress log interval",
-                    description="Seconds between progress log lines of a long stream."),
+                    description="Seconds between progress log lines of a long stream; a number "
+                                "or a numeric string."),
         th.Property("state_interval", th.IntegerType, default=DEFAULT_STATE_INTERVAL,
                     title="State interval",
-                    description="For INCREMENTAL streams: emit a STATE message about every "
-                                "this many rows, so an interrupted run resumes from there."),
+                    description="For INCREMENTAL and LOG_BASED streams: emit a STATE message "
+                                "about every this many rows, so an interrupted run resumes "
+                                "from there."),
+        th.Property("log_based_max_wait", _NUMBER, default=DEFAULT_LOG_BASED_MAX_WAIT,
+                    title="LOG_BASED maximum wait",
+                    description="LOG_BASED streams read the changes up to the source's WAL "
+                                "position at the start of the run; if the server sends nothing "
+                                "at all for this many seconds before that, the run ends at the "
+                                "last whole transaction (the next run goes on from there); a "
+                                "number or a numeric string."),
     ).to_dict()  # fmt: skip
 
     _settings: TapSettings | None = None

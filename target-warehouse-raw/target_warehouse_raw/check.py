@@ -2,8 +2,11 @@
 
 Usage: `target-warehouse-raw-check --config FILE` or `--config ENV` (TARGET_WAREHOUSE_RAW_*
 variables, the SDK's convention, which Meltano exports when it runs a plugin command).
-Exit 0: all good; 1: a count mismatch or a table whose last load failed/was interrupted;
-2: the warehouse is unreachable or the config is unusable.
+Then, for each source whose replication slot exists (the tap reads it LOG_BASED), the slot's
+lag: how much WAL the source keeps because the pipeline has not confirmed it yet.
+Exit 0: all good; 1: a count mismatch, a table whose last load failed/was interrupted, or a
+slot whose lag exceeds `check_max_slot_lag_mb` (or whose WAL is lost); 2: the warehouse is
+unreachable or the config is unusable.
 """
 
 from __future__ import annotations
@@ -58,7 +61,13 @@ def _source_count(source: SourceSettings) -> int | str:
 
 
 def run_check(cfg: object, out: object = sys.stdout) -> int:
-    """Print one line per loaded table; return the exit code."""
+    """Print one line per loaded table, then the slots' lag; return the exit code."""
+    code = _check_tables(cfg, out)
+    return max(code, _check_slots(cfg, out))
+
+
+def _check_tables(cfg: object, out: object) -> int:
+    """One line per loaded table; 1 on a mismatch or a failed last load."""
     conn = connect(cfg.connection, None, "check")
     conn.autocommit = True
     sources = {source.name: source for source in cfg.check_sources}
@@ -68,6 +77,7 @@ def run_check(cfg: object, out: object = sys.stdout) -> int:
         cursor.execute("SELECT to_regclass(%s)", (history_sql(cfg.schema),))
         if cursor.fetchone()[0] is None:
             print(f"no load history in schema {cfg.schema} yet", file=out)
+            conn.close()
             return 0
         cursor.execute(_LAST_LOADS.format(h=history_sql(cfg.schema)))
         for table, stream, status, finished, started, success in cursor.fetchall():
@@ -90,9 +100,67 @@ def run_check(cfg: object, out: object = sys.stdout) -> int:
             )
     conn.close()
     header = ("table", "rows", "last status", "last load", "last success", "source rows", "match")
+    _print_table(header, rows, out)
+    return 1 if problems else 0
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], out: object) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)), file=out)
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+_SLOT_SQL = """
+SELECT active, wal_status,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint
+FROM pg_replication_slots WHERE slot_name = %s
+"""
+
+MB = 1024 * 1024
+
+
+def _slot_row(source: SourceSettings) -> tuple | str | None:
+    """The slot's (active, wal_status, lag bytes, kept bytes); None when there is no such
+    slot (the source is not read LOG_BASED); a string when the source cannot be asked."""
+    try:
+        conn = connect(source.connection, None, f"check:{source.name}")
+    except WarehouseUnreachableError:
+        return "unreachable"
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(_SLOT_SQL, (source.slot_name,))
+            return cursor.fetchone()
+    except psycopg2.Error as exc:
+        return f"error: {exc.diag.message_primary}"
+    finally:
+        conn.close()
+
+
+def _check_slots(cfg: object, out: object) -> int:
+    """One line per source with a replication slot: its lag against the limit."""
+    limit = cfg.check_max_slot_lag_mb
+    rows = []
+    problems = 0
+    for source in cfg.check_sources:
+        row = _slot_row(source)
+        if row is None:
+            continue
+        if isinstance(row, str):
+            rows.append((source.name, source.slot_name, "-", "-", "-", row, "-"))
+            continue
+        active, status, lag, kept = row
+        lag_mb = (lag or 0) / MB
+        ok = status != "lost" and lag_mb <= limit
+        problems += not ok
+        rows.append((source.name, source.slot_name, "yes" if active else "no",
+                     f"{lag_mb:.1f}", f"{(kept or 0) / MB:.1f}", str(status),
+                     "yes" if ok else "NO"))  # fmt: skip
+    if rows:
+        print(file=out)
+        header = ("source", "slot", "active", "lag MB", "WAL kept MB", "wal status",
+                  f"lag <= {limit:g} MB")  # fmt: skip
+        _print_table(header, rows, out)
     return 1 if problems else 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,14 +154,25 @@ class ConnectionSettings:
         return f"{self.user}@{self.host}:{self.port}/{self.database}"
 
 
+def default_slot_name(source: str) -> str:
+    """The tap's default replication slot name for a source (`tap_manufacturing_<source>`).
+
+    The same rule as tap-manufacturing's config.default_replication_name (the plugins share
+    no code; tests/cdc/test_operations.py holds the two together).
+    """
+    return ("tap_manufacturing_" + re.sub(r"[^a-z0-9_]", "_", source.lower()))[:63]
+
+
 @dataclass(frozen=True)
 class SourceSettings:
-    """A source database the check command compares row counts against."""
+    """A source database the check command compares row counts against (and whose
+    replication slot, where the tap reads it LOG_BASED, it reports)."""
 
     name: str
     connection: ConnectionSettings
     schema: str = "public"
     table: str = ""
+    slot_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,6 +196,7 @@ class WarehouseConfig:
     vacuum: str = "after-load"
     progress_interval: float = 5.0
     check_sources: tuple[SourceSettings, ...] = ()
+    check_max_slot_lag_mb: float = 1024.0
 
     def method_for(self, stream: str) -> str:
         """The load method asked for a stream: its own override, else the global one."""
@@ -224,6 +237,7 @@ def _sources(value: object) -> tuple[SourceSettings, ...]:
                 connection=_connection(raw, defaults),
                 schema=_str(raw, "schema", "public") or "public",
                 table=_str(raw, "table", f"{name}_production") or f"{name}_production",
+                slot_name=_str(raw, "slot_name", None) or default_slot_name(name),
             )
         )
     return tuple(sources)
@@ -275,4 +289,5 @@ def parse_config(config: Mapping[str, Any]) -> WarehouseConfig:
         vacuum=_choice(config, "vacuum", d.vacuum, VACUUM_MODES),
         progress_interval=_float(config, "progress_interval", d.progress_interval),
         check_sources=_sources(config.get("check_sources")),
+        check_max_slot_lag_mb=_float(config, "check_max_slot_lag_mb", d.check_max_slot_lag_mb),
     )

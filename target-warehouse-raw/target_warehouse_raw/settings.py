@@ -30,6 +30,12 @@ _SOURCE = th.ObjectType(
     ),
     th.Property("schema", th.StringType, description="Schema (default public)."),
     th.Property("table", th.StringType, description="Table (default <name>_production)."),
+    th.Property(
+        "slot_name",
+        th.StringType,
+        description="Replication slot the tap reads when the source is LOG_BASED (default "
+        "tap_manufacturing_<name>); the check reports its lag.",
+    ),
     additional_properties=False,
 )
 
@@ -124,6 +130,12 @@ SETTINGS = th.PropertiesList(
                 title="Check sources",
                 description="Only for `target-warehouse-raw-check`: source name -> "
                 "{host, port, database, user, password, sslmode, connect_timeout, schema, "
-                "table}; its row count is "
-                "compared with the warehouse table of the stream with that name."),
+                "table, slot_name}; its row count is compared with the warehouse table of the "
+                "stream with that name, and its replication slot's lag is reported."),
+    th.Property("check_max_slot_lag_mb", th.NumberType, title="Check: maximum slot lag",
+                default=DEFAULTS.check_max_slot_lag_mb,
+                description="Only for `target-warehouse-raw-check`: the check exits 1 when "
+                "a source's replication slot holds more than this many MB of WAL not yet "
+                "confirmed (changes the pipeline has not loaded; the source keeps that WAL "
+                "on disk)."),
 ).to_dict()  # fmt: skip

@@ -58,7 +58,9 @@ def test_port_as_string_and_a_fourth_source():
         ("refills", "port", "54x2"),
         ("bodies", "port", 70000),
         ("springs", "sslmode", "sometimes"),
-        ("refills", "replication_method", "LOG_BASED"),
+        ("refills", "replication_method", "CDC"),
+        ("bodies", "slot_name", "Slot-With-Caps"),
+        ("springs", "publication_name", "x" * 64),
         ("bodies", "connect_timeout", "soon"),
         ("springs", "host", 12),
     ],
@@ -100,3 +102,23 @@ def test_incremental_from_config():
         }
     ).source("refills")
     assert (source.replication_method, source.replication_key) == ("INCREMENTAL", "updated_at")
+
+
+def test_log_based_names_default_per_source():
+    settings = parse_settings(
+        {"sources": {"refills": {"replication_method": "log_based"}, "Pen-Cils": {}}}
+    )
+    refills = settings.source("refills")
+    assert refills.replication_method == "LOG_BASED"
+    assert (refills.slot_name, refills.publication_name) == (
+        "tap_manufacturing_refills",
+        "tap_manufacturing_refills",
+    )
+    assert settings.source("Pen-Cils").slot_name == "tap_manufacturing_pen_cils"
+    chosen = parse_settings(
+        {"sources": {"refills": {"slot_name": "cdc_refills", "publication_name": ""}}}
+    ).source("refills")
+    assert (chosen.slot_name, chosen.publication_name) == (
+        "cdc_refills",
+        "tap_manufacturing_refills",
+    )

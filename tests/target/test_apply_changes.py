@@ -147,3 +147,12 @@ def test_a_change_stream_without_a_key_is_refused(warehouse, run_target):
     run = run_target(singer(keyless, row(1, "a", 100)))
     assert run.returncode == 1
     assert "load_method 'apply-changes' needs key properties" in run.stderr
+
+
+def test_a_delete_carries_null_in_columns_the_source_declares_not_null(warehouse, run_target):
+    strict = schema()
+    strict["schema"]["properties"]["name"] = {"type": ["string"]}  # NOT NULL at the source
+    assert run_target(singer(strict, *snapshot((1, "a"), (2, "b"), version=1))).returncode == 0
+    run = run_target(singer(strict, delete(1, 200), state(201)))
+    assert run.returncode == 0, run.stderr
+    assert [r[0] for r in table(warehouse)] == [2]

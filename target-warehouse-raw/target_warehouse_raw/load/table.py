@@ -238,7 +238,7 @@ class StreamTable:
                 if info is not None:
                     column = dataclasses.replace(column, kind=kind_of(info, {}))
                 if self.every_property and not column.metadata:
-                    column = dataclasses.replace(column, required=True)
+                    column = self._for_changes(column)
                 columns.append(column)
             self._encoder = CopyRowEncoder(
                 columns,
@@ -273,6 +273,15 @@ class StreamTable:
             )  # fmt: skip
         finally:
             self.conn.autocommit = False
+
+    @staticmethod
+    def _for_changes(column: Column) -> Column:
+        """A change-stream column: every record carries it (absent means "keep"), and a
+        delete carries null in every column but the key, whatever the source's NOT NULL."""
+        types = column.json_types
+        if types is not None and not column.key:
+            types = types | {"null"}
+        return dataclasses.replace(column, required=True, json_types=types)
 
     def close(self) -> None:
         """Close the connection."""
