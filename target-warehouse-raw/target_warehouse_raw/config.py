@@ -168,6 +168,7 @@ class WarehouseConfig:
     strip_nul_characters: bool = False
     analyze_after_load: bool = False
     progress_interval: float = 5.0
+    rename_legacy_names: bool = False
     check_sources: tuple[SourceSettings, ...] = ()
 
 
@@ -224,5 +225,6 @@ def parse_config(config: Mapping[str, Any]) -> WarehouseConfig:
         strip_nul_characters=_bool(config, "strip_nul_characters", False),
         analyze_after_load=_bool(config, "analyze_after_load", False),
         progress_interval=_float(config, "progress_interval", 5.0),
+        rename_legacy_names=_bool(config, "rename_legacy_names", False),
         check_sources=_sources(config.get("check_sources")),
     )

@@ -25,7 +25,7 @@ import msgspec
 import psycopg2
 import psycopg2.errors
 
-from target_warehouse_raw import history
+from target_warehouse_raw import history, legacy_names
 from target_warehouse_raw.db import advisory_key, connect, server_message, set_phase, table_sql
 from target_warehouse_raw.errors import LoadError, MissingKeyError
 from target_warehouse_raw.names import quote
@@ -173,6 +173,13 @@ class StreamLoader:
 
     def _prepare_existing_table(self, line: int) -> None:
         """Schema evolution of an existing table, in its own short transaction, before loading."""
+        run_short_ddl(
+            self.conn,
+            self._legacy_renames(line),
+            lock_timeout=self.cfg.lock_timeout,
+            retries=self.cfg.ddl_retries,
+            stream=self.stream,
+        )
         shape = read_shape(self.cursor, self.table_sql)
         self.conn.commit()
         self._note_types(shape)
@@ -186,6 +193,16 @@ class StreamLoader:
             retries=self.cfg.ddl_retries,
             stream=self.stream,
         )
+
+    def _legacy_renames(self, line: int) -> list[str]:
+        """Renames of a table and columns that earlier versions named (legacy_names.py)."""
+        try:
+            return legacy_names.renames_for(
+                self.cursor, self.cfg.schema, self.stream, self.table, self.columns,
+                rename=self.cfg.rename_legacy_names,
+            )  # fmt: skip
+        except legacy_names.LegacyNamesFound as exc:
+            raise LoadError(str(exc), stream=self.stream, line=line) from None
 
     def _ddl_keys(self) -> list[str]:
         return [] if self.method == "append-only" else self.keys
@@ -242,6 +259,8 @@ class StreamLoader:
         if self.in_replace:
             # Mid-load change: the replace transaction already holds the table, so the DDL
             # joins it (readers of an existing table wait from here until the commit).
+            for statement in self._legacy_renames(line):
+                self.cursor.execute(statement)
             shape = read_shape(self.cursor, self.table_sql)
             self._note_types(shape)
             statements = self._changes(shape, columns, change_keys=True)

@@ -7,12 +7,13 @@ type's own input function reads (the server parses it; Python never converts the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from target_warehouse_raw.names import map_identifiers
+from target_warehouse_raw.names import legacy_identifiers, map_identifiers
 
 # x-sql-datatype values we are willing to put into DDL: type names, typmods, array brackets.
 _SAFE_TYPE = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\([0-9, ]+\))?[A-Za-z ]*(\[\d*\])*$')
@@ -40,6 +41,7 @@ class Column:
     key: bool = False  # part of the primary key
     metadata: bool = False  # a Singer `_sdc_*` column filled by the target
     exact_type: bool = False  # sql_type is the source's own (x-sql-datatype), not derived
+    legacy_name: str = ""  # the identifier earlier versions gave `prop`, if not `name`
 
 
 Resolver = Callable[[str], "TypeInfo | None"]
@@ -203,15 +205,19 @@ def build_columns(
     required = set(schema.get("required") or [])
     data_props = [p for p in properties if not (add_metadata and p in METADATA_NAMES)]
     taken = METADATA_NAMES if add_metadata else ()
-    names = map_identifiers(data_props, taken=taken)
+    names = map_identifiers(data_props, taken=taken, columns=True)
+    legacy = legacy_identifiers(data_props, taken=taken)
     columns = [
-        column_for(
-            names[prop],
-            prop,
-            properties[prop] if isinstance(properties[prop], Mapping) else {},
-            resolver,
-            key=prop in key_properties,
-            required=prop in required,
+        dataclasses.replace(
+            column_for(
+                names[prop],
+                prop,
+                properties[prop] if isinstance(properties[prop], Mapping) else {},
+                resolver,
+                key=prop in key_properties,
+                required=prop in required,
+            ),
+            legacy_name="" if legacy[prop] == names[prop] else legacy[prop],
         )
         for prop in data_props
     ]
