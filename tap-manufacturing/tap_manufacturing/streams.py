@@ -32,7 +32,7 @@ from tap_manufacturing.config import SourceSettings
 from tap_manufacturing.discovery import TableInfo, TableNotFound, describe_table
 from tap_manufacturing.output import DECODER, SingerOutput
 from tap_manufacturing.sinks import BatchFiles, RecordLines, RowSink
-from tap_manufacturing.types import select_expression
+from tap_manufacturing.types import marked_as_json_text, select_expression
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
@@ -222,7 +222,8 @@ class ManufacturingStream(Stream):
         module at hand, as the array json_build_array renders, which costs the server about a
         third less; _rekey puts the keys back, giving the same objects (see _rekey.c).
         """
-        selected = list(self.get_selected_schema().get("properties", {}))
+        properties = self.get_selected_schema().get("properties", {})
+        selected = list(properties)
         expressions = []
         for name in selected:
             column = table.column(name)
@@ -232,8 +233,11 @@ class ManufacturingStream(Stream):
                     f"{self.source.schema}.{self.source.table}; run discovery again"
                 )
                 raise SourceError(msg)
-            expressions.append(f"{select_expression(column.type, quote_ident(name))} AS "
-                               f"{quote_ident(name)}")  # fmt: skip
+            # The catalog's own description decides how json travels, so SCHEMA and records
+            # always agree (a catalog discovered without json_as_text gets JSON values).
+            as_text = marked_as_json_text(properties[name])
+            expression = select_expression(column.type, quote_ident(name), json_as_text=as_text)
+            expressions.append(f"{expression} AS {quote_ident(name)}")
         if not expressions:
             msg = f"{self.source.describe()}: no column of stream '{self.name}' is selected"
             raise SourceError(msg)

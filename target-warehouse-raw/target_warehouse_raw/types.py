@@ -47,12 +47,26 @@ class Column:
 Resolver = Callable[[str], "TypeInfo | None"]
 
 
+JSON_MEDIA_TYPE = "application/json"
+
+
+def is_json_text(schema: Mapping[str, Any]) -> bool:
+    """True when the schema says the value is a string holding JSON text (tap-manufacturing's
+    `json_as_text`): only strings (and null), marked `contentMediaType: application/json`."""
+    return schema.get("contentMediaType") == JSON_MEDIA_TYPE and _non_null(schema) == ["string"]
+
+
 def kind_of(info: TypeInfo, schema: Mapping[str, Any]) -> str:
-    """The conversion kind of a column type: its text form is built from the JSON value."""
+    """The conversion kind of a column type: its text form is built from the JSON value.
+
+    A json/jsonb column whose schema marks its strings as JSON text takes each string's text
+    as the value's input text (kind `text`): the source's exact json, and `"null"` is the JSON
+    null, not SQL NULL. Without the marking (any other tap) the JSON value itself is the input.
+    """
     if info.category == "A":
         return "array"
     if info.typname in ("json", "jsonb"):
-        return "json"
+        return "text" if is_json_text(schema) else "json"
     if info.typname == "bytea":
         return "bytea64" if schema.get("contentEncoding") == "base64" else "text"
     if info.typname == "bool":

@@ -100,3 +100,17 @@ def test_incremental_from_config():
         }
     ).source("refills")
     assert (source.replication_method, source.replication_key) == ("INCREMENTAL", "updated_at")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, False), ("", False), (False, False), (True, True), ("true", True), ("0", False)],
+)
+def test_json_as_text_is_off_unless_asked_for(value, expected):
+    assert parse_settings({"json_as_text": value}).json_as_text is expected
+
+
+def test_json_as_text_that_is_no_boolean_is_named():
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"json_as_text": "maybe"})
+    assert str(caught.value) == "tap: setting 'json_as_text' must be true or false, got 'maybe'"
