@@ -76,10 +76,16 @@ def _plain(pg: PgType) -> str:
     return pg.base if pg.builtin else "text"
 
 
-@handles("int2", "int4", "int8", "oid")
+@handles("int2", "int4", "int8")
 def _integer(pg: PgType) -> TypeMapping:
     """Integers are JSON integers."""
     return TypeMapping({"type": ["integer"]}, _plain(pg))
+
+
+@handles("oid")
+def _oid(pg: PgType) -> TypeMapping:
+    """oid is rendered through bigint: PostgreSQL's JSON functions write an oid as a string."""
+    return TypeMapping({"type": ["integer"]}, "oid", lambda column: f"{column}::bigint")
 
 
 @handles("numeric", "float4", "float8")

@@ -23,7 +23,9 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -45,6 +47,8 @@ _JSON_TYPE = {ord('"'): "string", ord("{"): "object", ord("["): "array", ord("t"
 _FIRST_BYTES = {"string": b'"', "object": b"{", "array": b"[", "boolean": b"tf",
                 "null": b"n", "number": b"-0123456789"}  # fmt: skip
 _decode_any = msgspec.json.Decoder(float_hook=Decimal).decode
+_decode_numbers_exactly = functools.partial(json.loads, parse_int=Decimal, parse_float=Decimal)
+_encode_exact = msgspec.json.Encoder(decimal_format="number").encode  # digits as decoded
 _decode_str = msgspec.json.Decoder(str).decode
 INTEGER_KINDS = frozenset({"int2", "int4", "int8"})
 _NUMBER_START = frozenset(b"-0123456789")
@@ -98,7 +102,7 @@ def _element(value: Any) -> str:
     elif isinstance(value, str):
         item = value
     else:  # an object: its JSON text (jsonb[] elements)
-        item = msgspec.json.encode(value, decimal_format="number").decode()
+        item = _encode_exact(value).decode()
     return '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -112,6 +116,8 @@ def array_text(raw: bytes) -> str:
         return _raw_text(raw)
     if raw == b"[]":
         return "{}"
+    if b"-0" in raw:  # msgspec reads the integer -0 as 0; the negative zero of a float counts
+        return text(_array_literal(_decode_numbers_exactly(raw)))
     return text(_array_literal(_decode_any(raw)))
 
 

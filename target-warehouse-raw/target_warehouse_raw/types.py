@@ -15,8 +15,9 @@ from typing import Any
 
 from target_warehouse_raw.names import legacy_identifiers, map_identifiers
 
-# x-sql-datatype values we are willing to put into DDL: type names, typmods, array brackets.
-_SAFE_TYPE = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\([0-9, ]+\))?[A-Za-z ]*(\[\d*\])*$')
+# x-sql-datatype values we are willing to put into DDL: type names (quoted ones such as
+# "char" too), typmods (negative numeric scales too), array brackets.
+_SAFE_TYPE = re.compile(r'^"?[A-Za-z_][A-Za-z0-9_ ."]*(\([0-9, -]+\))?[A-Za-z ]*(\[\d*\])*$')
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,9 @@ def test_json_as_text_carries_the_source_text_marked_as_json():
     assert select_expression(array, '"a"', json_as_text=True) == '"a"::text[]'
     numbers = PgType(exact="integer", name="int4", base="integer")
     assert select_expression(numbers, '"n"', json_as_text=True) == '"n"'
+
+
+def test_oid_travels_as_a_json_number():
+    oid = PgType(exact="oid", name="oid", base="oid")
+    assert property_schema(oid, not_null=True) == {"type": ["integer"], "x-sql-datatype": "oid"}
+    assert select_expression(oid, '"o"') == '"o"::bigint'  # to_json writes an oid as a string

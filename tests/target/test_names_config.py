@@ -14,7 +14,7 @@ from target_warehouse_raw.names import (
 )
 from target_warehouse_raw.reader import has_nul, strip_nul
 from target_warehouse_raw.rows import array_text, json_text, text
-from target_warehouse_raw.types import json_schema_type, json_types
+from target_warehouse_raw.types import TypeInfo, hinted_type, json_schema_type, json_types
 
 
 @pytest.mark.parametrize(
@@ -188,3 +188,28 @@ def test_check_sources_with_dotted_keys_are_nested_again():
         "bodies": {"host": None},
     }
     assert nest_dotted_keys({"springs": {"table": "t"}}) == {"springs": {"table": "t"}}
+
+
+def test_negative_zero_inside_an_array_keeps_its_sign():
+    assert array_text(b"[-0, -0.0, 0, [1, -0]]") == '{"-0","-0.0","0",{"1","-0"}}'
+    assert array_text(b'["-0", 1.50]') == '{"-0","1.50"}'
+
+
+def test_array_elements_that_are_objects_are_their_json_text():
+    assert (
+        array_text(b'[{"a": 1.50, "b": [true]}, null]')
+        == '{"{\\\\"a\\\\":1.50,\\\\"b\\\\":[true]}",NULL}'
+    )
+
+
+@pytest.mark.parametrize(
+    "hint", ['"char"', "numeric(5,-2)", "timestamp(3) with time zone", "interval day to second(3)"]
+)
+def test_exact_type_hints_postgresql_writes_are_used(hint):
+    info = TypeInfo("x", "U")
+    assert hinted_type({"x-sql-datatype": hint}, lambda text: info) == (hint, info)
+
+
+@pytest.mark.parametrize("hint", ["text; DROP TABLE x", "int)", "numeric(1,2", "$x"])
+def test_hints_that_are_no_type_text_are_ignored(hint):
+    assert hinted_type({"x-sql-datatype": hint}, lambda text: TypeInfo("x", "U")) is None
