@@ -121,6 +121,24 @@ def array_text(raw: bytes) -> str:
     return text(_array_literal(_decode_any(raw)))
 
 
+def _json_element(value: Any) -> str:
+    """One json/jsonb array element: its JSON text, double-quoted (NULL and nested
+    arrays, which are the array's dimensions, as in _element)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return "{" + ",".join(_json_element(item) for item in value) + "}"
+    item = _encode_exact(value).decode()
+    return '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def json_array_text(raw: bytes) -> str:
+    """A JSON array for a json[]/jsonb[] column: every element as its JSON text."""
+    if raw[0] != 0x5B:  # not '[': PostgreSQL's own text form
+        return _raw_text(raw)
+    return text(_json_element(_decode_numbers_exactly(raw)))
+
+
 def bytea_base64(value: str) -> str:
     """base64 text as bytea's hex input (`\\x...`, backslash escaped for COPY)."""
     try:
@@ -151,6 +169,7 @@ def _boolean_raw(raw: bytes) -> str:
 _RAW: dict[str, Callable[[bytes], str]] = {
     "json": json_text,
     "array": array_text,
+    "json_array": json_array_text,
     "bytea64": _bytea_raw,
     "boolean": _boolean_raw,
 }
@@ -165,7 +184,7 @@ def _field_type(column: Column) -> Any:
     """The msgspec type a column's value is decoded as (validation included)."""
     allowed = column.json_types
     kind = column.kind
-    if allowed is None or kind in ("json", "array"):
+    if allowed is None or kind in ("json", "array", "json_array"):
         return msgspec.Raw
     nullable = "null" in allowed and not column.key
     plain = allowed - {"null"}

@@ -62,9 +62,16 @@ def kind_of(info: TypeInfo, schema: Mapping[str, Any]) -> str:
 
     A json/jsonb column whose schema marks its strings as JSON text takes each string's text
     as the value's input text (kind `text`): the source's exact json, and `"null"` is the JSON
-    null, not SQL NULL. Without the marking (any other tap) the JSON value itself is the input.
+    null, not SQL NULL. Without the marking (any other tap) the JSON value itself is the input,
+    and in a json[]/jsonb[] array each element's JSON text (kind `json_array`: a string
+    element `"x"` is the JSON string `"x"`, not the text x).
     """
     if info.category == "A":
+        items = schema.get("items")
+        if info.element in ("json", "jsonb") and not (
+            isinstance(items, Mapping) and is_json_text(items)
+        ):
+            return "json_array"  # elements are JSON values: a string element is JSON text
         return "array"
     if info.typname in ("json", "jsonb"):
         return "text" if is_json_text(schema) else "json"

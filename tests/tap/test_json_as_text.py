@@ -200,3 +200,23 @@ def test_without_json_as_text_the_tap_sends_json_values_as_before(pg_server, jso
     records = run.records("refills")
     assert records[2]["j"] == {"a": 3, "b": 1}  # normalised through jsonb
     assert [records[0]["jb"], records[1]["jb"]] == [None, None]  # JSON null = SQL NULL here
+
+
+def test_a_jsonb_column_of_an_earlier_load_follows_the_source_to_json(
+    pg_server, make_database, json_source, tmp_path
+):
+    """Earlier versions (and the setting off) loaded json columns as jsonb; turning
+    json_as_text on changes the column to json and then lands the source's text exactly."""
+    run_sql(pg_server.dsn(json_source), f"DELETE FROM refills_production WHERE id > {len(VALUES)}")
+    source = {"host": pg_server.host, "port": pg_server.port, "user": pg_server.user,
+              "database": json_source}  # fmt: skip
+    warehouse = make_database("warehouse")
+    target_config = {"host": pg_server.host, "port": pg_server.port, "user": pg_server.user,
+                     "database": warehouse, "progress_interval": 0}  # fmt: skip
+    warehouse_dsn = pg_server.dsn(warehouse)
+    pipe({"sources": {"refills": source}}, target_config, tmp_path)
+    assert column_types(warehouse_dsn, "raw.refills")["j"] == "jsonb"
+    pipe({"sources": {"refills": source}, "json_as_text": True}, target_config, tmp_path)
+    assert column_types(warehouse_dsn, "raw.refills") == {"id": "integer", **COLUMNS}
+    expected = column_texts(pg_server.dsn(json_source), "refills_production")
+    assert column_texts(warehouse_dsn, "raw.refills") == expected

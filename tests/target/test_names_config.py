@@ -13,7 +13,7 @@ from target_warehouse_raw.names import (
     short_hash,
 )
 from target_warehouse_raw.reader import has_nul, strip_nul
-from target_warehouse_raw.rows import array_text, json_text, text
+from target_warehouse_raw.rows import array_text, json_array_text, json_text, text
 from target_warehouse_raw.types import TypeInfo, hinted_type, json_schema_type, json_types
 
 
@@ -213,3 +213,12 @@ def test_exact_type_hints_postgresql_writes_are_used(hint):
 @pytest.mark.parametrize("hint", ["text; DROP TABLE x", "int)", "numeric(1,2", "$x"])
 def test_hints_that_are_no_type_text_are_ignored(hint):
     assert hinted_type({"x-sql-datatype": hint}, lambda text: TypeInfo("x", "U")) is None
+
+
+def test_json_array_elements_are_json_text_strings_included():
+    """A json[]/jsonb[] column fed JSON values: the string element "" is the JSON string "",
+    not an empty (invalid) JSON text; nested arrays are the array's dimensions."""
+    assert json_array_text(b'[{"a": 1.50}, "x", "", null, -0, true, [2]]') == (
+        '{"{\\\\"a\\\\":1.50}","\\\\"x\\\\"","\\\\"\\\\"",NULL,"-0","true",{"2"}}'
+    )
+    assert json_array_text(b"[]") == "{}"
