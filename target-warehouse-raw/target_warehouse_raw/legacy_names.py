@@ -63,7 +63,7 @@ def _columns(cursor: psycopg2.extensions.cursor, relation: str) -> set[str] | No
     return {name for (name,) in cursor.fetchall()}
 
 
-def _another_streams(
+def _loaded_by_other_streams_only(
     cursor: psycopg2.extensions.cursor, schema: str, table: str, stream: str
 ) -> bool:
     """True when the load history shows `table` loaded by other streams only: then it is
@@ -92,7 +92,7 @@ def find(
         if old_table == table:
             return []
         live = _columns(cursor, table_sql(schema, old_table))
-        if live is None or _another_streams(cursor, schema, old_table, stream):
+        if live is None or _loaded_by_other_streams_only(cursor, schema, old_table, stream):
             return []
         found.append(Rename("table", old_table, table))
     current = {column.name for column in columns}
@@ -104,11 +104,10 @@ def find(
 
 
 def _renames_sql(schema: str, table: str, renames: Sequence[Rename]) -> list[str]:
-    """ALTER TABLE ... RENAME statements, the table first (columns are renamed under its new
-    name, `table`)."""
-    ordered = sorted(renames, key=lambda rename: rename.what != "table")
+    """ALTER TABLE ... RENAME statements in the order `find` gives: the table first, then its
+    columns under the table's new name, `table`."""
     result = []
-    for rename in ordered:
+    for rename in renames:
         if rename.what == "table":
             result.append(f"ALTER TABLE {table_sql(schema, rename.old)} RENAME TO {quote(table)}")
         else:
