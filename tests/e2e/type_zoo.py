@@ -13,11 +13,12 @@ text form (`::text`, TimeZone UTC, on both sides) and each column's `format_type
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
 
 ROWS = 30  # row 1 all NULL, rows 2..ROWS cycle through the values
 
@@ -255,25 +256,40 @@ class Mismatch:
     first: str  # the first differing value, source versus warehouse
 
 
-def _read(dsn: str, sql: str) -> list[tuple]:
+def _reader(dsn: str) -> tuple[psycopg2.extensions.connection, Callable[[str], list[tuple]]]:
+    """A connection in UTC and a function that returns a query's rows on it."""
     connection = psycopg2.connect(dsn)
-    try:
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("SET TimeZone = 'UTC'")
+
+    def read(sql: str) -> list[tuple]:
         with connection.cursor() as cursor:
-            cursor.execute("SET TimeZone = 'UTC'")
             cursor.execute(sql)
             return cursor.fetchall()
-    finally:
-        connection.close()
+
+    return connection, read
 
 
-def _types(dsn: str, table: str) -> dict[str, str]:
+def _types(read: Callable[[str], list[tuple]], table: str) -> dict[str, str]:
     return dict(
-        _read(
-            dsn,
+        read(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-            f"WHERE attrelid = to_regclass('{table}') AND attnum > 0 AND NOT attisdropped",
+            f"WHERE attrelid = to_regclass('{table}') AND attnum > 0 AND NOT attisdropped"
         )
     )
+
+
+def _differing(source: dict, landed: dict) -> tuple[int, str]:
+    """How many rows differ, and the first of them (source -> warehouse)."""
+    missing = "(no row)"
+    ids = sorted(i for i in source.keys() | landed.keys()
+                 if source.get(i, missing) != landed.get(i, missing))  # fmt: skip
+    if not ids:
+        return 0, ""
+    return len(
+        ids
+    ), f"id {ids[0]}: {source.get(ids[0], missing)!r} -> {landed.get(ids[0], missing)!r}"
 
 
 def compare(
@@ -284,30 +300,29 @@ def compare(
     columns: Sequence[ZooColumn],
 ) -> list[Mismatch]:
     """Every column whose warehouse type or any value differs from what the source holds."""
-    source_types = _types(source_dsn, source_table)
-    warehouse_types = _types(warehouse_dsn, warehouse_table)
-    mismatches = []
-    for column in columns:
-        quoted = quote_ident(column.name)
-        source = dict(_read(source_dsn, f"SELECT id, {column.source_text.format(c=quoted)} "
-                                        f"FROM {source_table}"))  # fmt: skip
-        landed_type = warehouse_types.get(column.name, "(missing)")
-        landed: dict = {}
-        if column.name in warehouse_types:
-            landed = dict(_read(warehouse_dsn, f"SELECT id, {quoted}::text FROM {warehouse_table}"))
-        differing = sorted(i for i in source.keys() | landed.keys()
-                           if source.get(i, "(no row)") != landed.get(i, "(no row)"))  # fmt: skip
-        expected_type = column.warehouse_type or source_types[column.name]
-        if differing or landed_type != expected_type:
-            first = ""
-            if differing:
-                i = differing[0]
-                first = f"id {i}: {source.get(i, '(no row)')!r} -> {landed.get(i, '(no row)')!r}"
-            mismatches.append(
-                Mismatch(column.name, source_types[column.name], landed_type, expected_type,
-                         len(differing), first)
-            )  # fmt: skip
-    return mismatches
+    source_connection, read_source = _reader(source_dsn)
+    warehouse_connection, read_warehouse = _reader(warehouse_dsn)
+    try:
+        source_types = _types(read_source, source_table)
+        warehouse_types = _types(read_warehouse, warehouse_table)
+        mismatches = []
+        for column in columns:
+            quoted = quote_ident(column.name)
+            expression = column.source_text.format(c=quoted)
+            source = dict(read_source(f"SELECT id, {expression} FROM {source_table}"))
+            landed: dict = {}
+            if column.name in warehouse_types:
+                landed = dict(read_warehouse(f"SELECT id, {quoted}::text FROM {warehouse_table}"))
+            rows, first = _differing(source, landed)
+            landed_type = warehouse_types.get(column.name, "(missing)")
+            expected_type = column.warehouse_type or source_types[column.name]
+            if rows or landed_type != expected_type:
+                mismatches.append(Mismatch(column.name, source_types[column.name], landed_type,
+                                           expected_type, rows, first))  # fmt: skip
+        return mismatches
+    finally:
+        source_connection.close()
+        warehouse_connection.close()
 
 
 def mismatch_report(title: str, mismatches: Sequence[Mismatch]) -> str:
