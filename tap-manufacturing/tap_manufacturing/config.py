@@ -124,6 +124,7 @@ class TapSettings:
     state_interval: int = DEFAULT_STATE_INTERVAL
     batch: BatchSettings | None = None
     log_based_max_wait: float = DEFAULT_LOG_BASED_MAX_WAIT
+    json_as_text: bool = False
 
     def source(self, name: str) -> SourceSettings:
         """The settings of the source named `name`."""
@@ -165,6 +166,21 @@ def _integer(where: str, setting: str, value: object, default: int, low: int, hi
         msg = f"{where}: setting '{setting}' must be an integer from {low} to {high}, got {value!r}"
         raise ConfigError(msg)
     return number
+
+
+def _boolean(setting: str, value: object, default: bool) -> bool:
+    """A boolean setting: true/false, or their usual spellings in an environment variable."""
+    if _blank(value):
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    msg = f"tap: setting '{setting}' must be true or false, got {value!r}"
+    raise ConfigError(msg)
 
 
 def _choice(source: str, setting: str, value: object, default: str, allowed: tuple) -> str:
@@ -280,6 +296,7 @@ def parse_settings(config: Mapping[str, Any]) -> TapSettings:
         log_based_max_wait=_positive(
             "log_based_max_wait", config.get("log_based_max_wait"), DEFAULT_LOG_BASED_MAX_WAIT
         ),
+        json_as_text=_boolean("json_as_text", config.get("json_as_text"), False),
     )
 
 

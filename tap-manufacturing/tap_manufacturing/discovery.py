@@ -130,12 +130,17 @@ def describe_table(connection: psycopg2.extensions.connection, source: SourceSet
     )
 
 
-def catalog_entry(source: SourceSettings, table: TableInfo) -> dict[str, Any]:
-    """The Singer catalog entry for the source's stream, selected by default."""
+def catalog_entry(
+    source: SourceSettings, table: TableInfo, *, json_as_text: bool = False
+) -> dict[str, Any]:
+    """The Singer catalog entry for the source's stream, selected by default (json/jsonb
+    columns described as JSON text when `json_as_text`; see types.py)."""
     replication_key = source.replication_key if source.replication_method == "INCREMENTAL" else None
     automatic = set(table.primary_key) | ({replication_key} if replication_key else set())
     properties = {
-        column.name: property_schema(column.type, not_null=column.not_null)
+        column.name: property_schema(
+            column.type, not_null=column.not_null, json_as_text=json_as_text
+        )
         for column in table.columns
     }
     valid_keys = [c.name for c in table.columns if c.type.name in REPLICATION_KEY_TYPES]

@@ -40,7 +40,7 @@ from tap_manufacturing.logical.render import RenderColumn
 from tap_manufacturing.logical.sync import sync_log_based
 from tap_manufacturing.output import DECODER, SingerOutput
 from tap_manufacturing.sinks import BatchFiles, RecordLines, RowSink
-from tap_manufacturing.types import property_schema, select_expression
+from tap_manufacturing.types import marked_as_json_text, property_schema, select_expression
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
@@ -259,7 +259,8 @@ class ManufacturingStream(Stream):
         `extra_columns` gives the SQL expression of selected properties that are not table
         columns (a LOG_BASED snapshot's `_sdc_*`).
         """
-        selected = list(self.get_selected_schema().get("properties", {}))
+        properties = self.get_selected_schema().get("properties", {})
+        selected = list(properties)
         expressions = []
         extra_columns = extra_columns or {}
         for name in selected:
@@ -273,8 +274,11 @@ class ManufacturingStream(Stream):
                     f"{self.source.schema}.{self.source.table}; run discovery again"
                 )
                 raise SourceError(msg)
-            expressions.append(f"{select_expression(column.type, quote_ident(name))} AS "
-                               f"{quote_ident(name)}")  # fmt: skip
+            # The catalog's own description decides how json travels, so SCHEMA and records
+            # always agree (a catalog discovered without json_as_text gets JSON values).
+            as_text = marked_as_json_text(properties[name])
+            expression = select_expression(column.type, quote_ident(name), json_as_text=as_text)
+            expressions.append(f"{expression} AS {quote_ident(name)}")
         if not expressions:
             msg = f"{self.source.describe()}: no column of stream '{self.name}' is selected"
             raise SourceError(msg)
@@ -511,13 +515,21 @@ class ManufacturingStream(Stream):
         if self._record_counter is not None:
             self._record_counter.increment(data.count(b"\n"))
 
+    def json_text_column(self, name: str) -> bool:
+        """Whether a json/jsonb column travels as its text: as the stream's SCHEMA marks it,
+        or, for a column the SCHEMA does not have yet, as json_as_text says."""
+        known = self.schema.get("properties", {}).get(name)
+        if isinstance(known, dict):
+            return marked_as_json_text(known)
+        return self.settings.json_as_text
+
     def write_change_schema(self, columns: Sequence[RenderColumn]) -> None:
         """A new SCHEMA when the source table's columns changed (as discovery types them)."""
         self.release_schema()
         known = self.schema.get("properties", {})
         properties = {}
         for column in columns:
-            mapped = property_schema(column.type, not_null=False)
+            mapped = property_schema(column.type, not_null=False, json_as_text=column.as_text)
             previous = known.get(column.name)
             if previous is not None and previous.get("x-sql-datatype") == mapped["x-sql-datatype"]:
                 mapped = previous

@@ -133,6 +133,13 @@ class TapManufacturing(Tap):
                                 "at all for this many seconds before that, the run ends at the "
                                 "last whole transaction (the next run goes on from there); a "
                                 "number or a numeric string."),
+        th.Property("json_as_text", th.BooleanType, default=False, title="JSON as text",
+                    description="json and jsonb columns travel as strings holding the "
+                                "source's exact JSON text (schema: `contentMediaType` "
+                                "application/json, `x-sql-datatype` json or jsonb), so a JSON "
+                                "null stays distinct from SQL NULL and json keeps whitespace, "
+                                "key order and duplicate keys. Off: the JSON value itself, as "
+                                "any Singer target expects."),
     ).to_dict()  # fmt: skip
 
     _settings: TapSettings | None = None
@@ -180,7 +187,7 @@ class TapManufacturing(Tap):
                     table = describe_table(connection, source)
                 except TableNotFound as exc:
                     raise SourceError(f"{source.describe()}: {exc}") from None
-            entries.append(catalog_entry(source, table))
+            entries.append(catalog_entry(source, table, json_as_text=self.settings.json_as_text))
         self._catalog_dict = {"streams": entries}
         return self._catalog_dict
 

@@ -4,6 +4,16 @@ One registered handler per type category. Values are rendered by PostgreSQL itse
 (`row_to_json`), so a handler only says how the column is described and, for the few types
 whose JSON form is not already exact and portable, which SQL expression renders it.
 See docs/value-encoding.md and the table in the README.
+
+json and jsonb travel in one of two ways, chosen by the `json_as_text` setting:
+- off (the default, for any Singer target): the JSON value itself, json normalised through
+  jsonb. A JSON `null` then looks exactly like SQL NULL, and json loses its whitespace, key
+  order and duplicate keys: what one JSON document can say;
+- on (our pipeline): the source's own text (`col::text`) as a JSON string, marked
+  `"contentMediaType": "application/json"`, with `x-sql-datatype` `json` or `jsonb`. SQL NULL
+  is JSON null and the JSON value null is the string `"null"`; a json value keeps every byte.
+  A target that knows the marking (target-warehouse-raw) hands the text to the column type's
+  input function; any other target still gets valid JSON text in a string.
 """
 
 from __future__ import annotations
@@ -13,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 JSON_TYPES = ["object", "array", "string", "number", "integer", "boolean"]
+JSON_MEDIA_TYPE = "application/json"
+JSON_NAMES = ("json", "jsonb")
 
 
 @dataclass(frozen=True)
@@ -64,10 +76,16 @@ def _plain(pg: PgType) -> str:
     return pg.base if pg.builtin else "text"
 
 
-@handles("int2", "int4", "int8", "oid")
+@handles("int2", "int4", "int8")
 def _integer(pg: PgType) -> TypeMapping:
     """Integers are JSON integers."""
     return TypeMapping({"type": ["integer"]}, _plain(pg))
+
+
+@handles("oid")
+def _oid(pg: PgType) -> TypeMapping:
+    """oid is rendered through bigint: PostgreSQL's JSON functions write an oid as a string."""
+    return TypeMapping({"type": ["integer"]}, "oid", lambda column: f"{column}::bigint")
 
 
 @handles("numeric", "float4", "float8")
@@ -147,6 +165,29 @@ def _json(pg: PgType) -> TypeMapping:
     return TypeMapping({"type": [*JSON_TYPES, "null"]}, "jsonb", lambda column: f"{column}::jsonb")
 
 
+@handles("json-text")
+def _json_text(pg: PgType) -> TypeMapping:
+    """The source's exact JSON text as a string marked as JSON (json_as_text)."""
+    return TypeMapping(
+        {"type": ["string"], "contentMediaType": JSON_MEDIA_TYPE},
+        _plain(pg),
+        lambda column: f"{column}::text",
+    )
+
+
+@handles("json-text-array")
+def _json_text_array(pg: PgType) -> TypeMapping:
+    """Arrays of json/jsonb with json_as_text: JSON arrays (nested for more dimensions) of
+    the elements' exact text; a NULL element is null, a JSON null element the string "null"."""
+    assert pg.element is not None
+    items = nullable(_json_text(pg.element).schema)
+    return TypeMapping(
+        {"type": ["array"], "items": items},
+        f"{_plain(pg.element)}[]",
+        lambda column: f"{column}::text[]",
+    )
+
+
 @handles("enum")
 def _enum(pg: PgType) -> TypeMapping:
     """Enum labels as strings, listed in JSON Schema `enum`; the portable type is text."""
@@ -191,10 +232,13 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def map_type(pg: PgType) -> TypeMapping:
-    """The registered handler's mapping for `pg`."""
+def map_type(pg: PgType, *, json_as_text: bool = False) -> TypeMapping:
+    """The registered handler's mapping for `pg` (json/jsonb as text when `json_as_text`)."""
     if pg.element is not None:
-        key = "array"
+        as_text = json_as_text and pg.element.name in JSON_NAMES and pg.element.element is None
+        key = "json-text-array" if as_text else "array"
+    elif json_as_text and pg.name in JSON_NAMES:
+        key = "json-text"
     elif pg.kind == "e":
         key = "enum"
     elif pg.kind == "c":
@@ -204,14 +248,24 @@ def map_type(pg: PgType) -> TypeMapping:
     return _HANDLERS.get(key, _HANDLERS["*"])(pg)
 
 
-def property_schema(pg: PgType, *, not_null: bool) -> dict[str, Any]:
+def property_schema(pg: PgType, *, not_null: bool, json_as_text: bool = False) -> dict[str, Any]:
     """The column's JSON Schema with its `x-sql-datatype` hint."""
-    mapping = map_type(pg)
+    mapping = map_type(pg, json_as_text=json_as_text)
     schema = dict(mapping.schema) if not_null else nullable(mapping.schema)
     schema["x-sql-datatype"] = mapping.portable
     return schema
 
 
-def select_expression(pg: PgType, quoted_column: str) -> str:
+def marked_as_json_text(schema: dict[str, Any]) -> bool:
+    """True when a property's schema (or, for an array, its items') says its strings are JSON
+    text: how a sync knows which way its catalog was discovered (see the module docstring)."""
+    items = schema.get("items")
+    return JSON_MEDIA_TYPE in (
+        schema.get("contentMediaType"),
+        items.get("contentMediaType") if isinstance(items, dict) else None,
+    )
+
+
+def select_expression(pg: PgType, quoted_column: str, *, json_as_text: bool = False) -> str:
     """The SQL expression whose JSON form (row_to_json, json_build_array) is the value."""
-    return map_type(pg).expression(quoted_column)
+    return map_type(pg, json_as_text=json_as_text).expression(quoted_column)

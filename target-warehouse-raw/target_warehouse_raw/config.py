@@ -195,6 +195,7 @@ class WarehouseConfig:
     analyze_after_load: bool = False
     vacuum: str = "after-load"
     progress_interval: float = 5.0
+    rename_legacy_names: bool = False
     check_sources: tuple[SourceSettings, ...] = ()
     check_max_slot_lag_mb: float = 1024.0
 
@@ -288,6 +289,7 @@ def parse_config(config: Mapping[str, Any]) -> WarehouseConfig:
         analyze_after_load=_bool(config, "analyze_after_load", d.analyze_after_load),
         vacuum=_choice(config, "vacuum", d.vacuum, VACUUM_MODES),
         progress_interval=_float(config, "progress_interval", d.progress_interval),
+        rename_legacy_names=_bool(config, "rename_legacy_names", d.rename_legacy_names),
         check_sources=_sources(config.get("check_sources")),
         check_max_slot_lag_mb=_float(config, "check_max_slot_lag_mb", d.check_max_slot_lag_mb),
     )

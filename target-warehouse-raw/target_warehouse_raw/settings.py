@@ -126,6 +126,12 @@ SETTINGS = th.PropertiesList(
     th.Property("progress_interval", th.NumberType, title="Progress interval",
                 default=DEFAULTS.progress_interval,
                 description="Seconds between progress log lines per stream (0: off)."),
+    th.Property("rename_legacy_names", th.BooleanType, title="Rename legacy names",
+                default=DEFAULTS.rename_legacy_names,
+                description="A table or column that an earlier version created under a "
+                "changed name (`order_` for `order`, `customer_name` for `Customer Name`): "
+                "on, it is renamed to the source's name before the load; off, the stream is "
+                "refused with a message naming both names (never a second table or column)."),
     th.Property("check_sources", th.ObjectType(additional_properties=_SOURCE),
                 title="Check sources",
                 description="Only for `target-warehouse-raw-check`: source name -> "

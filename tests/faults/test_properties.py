@@ -104,7 +104,7 @@ def test_what_lands_equals_what_was_sent(fault_warehouse, case):
     count("property examples")
     assert done.returncode == 0, done.stderr[-3000:]
     db = fault_warehouse.db
-    table = stream.replace("-", "_")
+    table = stream  # names land byte for byte
     columns = [c for (c,) in db.query(
         "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
         "AND NOT attisdropped ORDER BY attnum", (f'raw."{table}"',))]  # fmt: skip

@@ -122,3 +122,17 @@ def test_log_based_names_default_per_source():
         "cdc_refills",
         "tap_manufacturing_refills",
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, False), ("", False), (False, False), (True, True), ("true", True), ("0", False)],
+)
+def test_json_as_text_is_off_unless_asked_for(value, expected):
+    assert parse_settings({"json_as_text": value}).json_as_text is expected
+
+
+def test_json_as_text_that_is_no_boolean_is_named():
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"json_as_text": "maybe"})
+    assert str(caught.value) == "tap: setting 'json_as_text' must be true or false, got 'maybe'"

@@ -49,3 +49,28 @@ def test_select_expressions_for_types_json_cannot_carry_as_is():
                   typmod=9)  # fmt: skip
     assert select_expression(text, '"c"') == '"c"'
     assert property_schema(text, not_null=True)["maxLength"] == 5
+
+
+def test_json_as_text_carries_the_source_text_marked_as_json():
+    text = {"type": ["string", "null"], "contentMediaType": "application/json"}
+    for name in ("json", "jsonb"):
+        pg = PgType(exact=name, name=name, base=name)
+        assert property_schema(pg, not_null=False, json_as_text=True) == {
+            **text, "x-sql-datatype": name,
+        }  # fmt: skip
+        assert select_expression(pg, '"j"', json_as_text=True) == '"j"::text'
+        assert select_expression(pg, '"j"') == '"j"::jsonb'  # the setting off: JSON values
+    element = PgType(exact="json", name="json", base="json")
+    array = PgType(exact="json[]", name="_json", base="json[]", element=element)
+    assert property_schema(array, not_null=True, json_as_text=True) == {
+        "type": ["array"], "items": text, "x-sql-datatype": "json[]",
+    }  # fmt: skip
+    assert select_expression(array, '"a"', json_as_text=True) == '"a"::text[]'
+    numbers = PgType(exact="integer", name="int4", base="integer")
+    assert select_expression(numbers, '"n"', json_as_text=True) == '"n"'
+
+
+def test_oid_travels_as_a_json_number():
+    oid = PgType(exact="oid", name="oid", base="oid")
+    assert property_schema(oid, not_null=True) == {"type": ["integer"], "x-sql-datatype": "oid"}
+    assert select_expression(oid, '"o"') == '"o"::bigint'  # to_json writes an oid as a string

@@ -71,18 +71,19 @@ def test_other_taps_output_loads(warehouse, run_target):
     run = run_target(DATA / "other_tap_orders.singer")
     assert run.returncode == 0, run.stderr
     assert run.states == [{"bookmarks": {"public-orders": {"replication_key_value": 2}}}]
-    assert warehouse.columns("public_orders") == [
-        ("order_id", "bigint"), ("customer_name", "text"), ("total", "numeric"),
+    # Names land as the tap spells them: dashes, spaces and reserved words included.
+    assert warehouse.columns("public-orders") == [
+        ("order_id", "bigint"), ("Customer Name", "text"), ("total", "numeric"),
         ("placed_at", "timestamp with time zone"), ("ship_date", "date"), ("paid", "boolean"),
-        ("lines", "jsonb"), ("select_", "text"),
+        ("lines", "jsonb"), ("select", "text"),
     ]  # fmt: skip
-    assert warehouse.table("public_orders") == [
+    assert warehouse.table("public-orders") == [
         (1, "Ada", Decimal("19.90"), dt.datetime(2024, 3, 1, 9, tzinfo=dt.timezone.utc),
          dt.date(2024, 3, 2), True, [{"sku": "P-1", "qty": 2}], "x"),
         (2, None, Decimal("5"), dt.datetime(2024, 3, 1, 23, 30, tzinfo=dt.timezone.utc),
          None, False, [], None),
     ]  # fmt: skip
-    assert warehouse.table("public_customers") == [("c1", "Ada")]
+    assert warehouse.table("public-customers") == [("c1", "Ada")]
 
 
 def test_values_round_trip_exactly_into_hinted_types(warehouse, run_target):

@@ -98,6 +98,7 @@ class ChangeReader:
         excluded: set[str],
         describe: Callable[[int, int], PgType],
         has_default: Callable[[str], bool],
+        as_text: Callable[[str], bool],
         start_lsn: int,
         stop_lsn: int,
         batch_rows: int,
@@ -115,6 +116,7 @@ class ChangeReader:
         self.excluded = excluded
         self.describe = describe
         self.has_default = has_default
+        self.as_text = as_text  # does a json/jsonb column travel as its text (json_as_text)?
         self.stop_lsn = stop_lsn
         self.batch_rows = batch_rows
         self.state_interval = state_interval
@@ -210,7 +212,8 @@ class ChangeReader:
     def _relation(self, relation: pgoutput.Relation) -> Outcome | None:
         """A (new) description of the table: new SCHEMA, or a new snapshot when the
         values of existing rows changed without row changes in the log."""
-        columns = [RenderColumn(c.name, self._type(c.type_oid, c.type_modifier))
+        columns = [RenderColumn(c.name, self._type(c.type_oid, c.type_modifier),
+                                self.as_text(c.name))
                    for c in relation.columns]  # fmt: skip
         shape = signature(columns)
         if shape == self.known and self.columns:

@@ -35,12 +35,15 @@ class RenderColumn:
 
     name: str
     type: PgType
+    as_text: bool = False
+    """json/jsonb sent as its text, as the stream's SCHEMA says (json_as_text)."""
 
 
 def _value_expression(column: RenderColumn, reference: str) -> str:
     """`to_json(<full-table select expression of the cast value>)::text`."""
     cast = f"({reference}::{column.type.exact})"
-    return f"to_json({select_expression(column.type, cast)})::text"
+    expression = select_expression(column.type, cast, json_as_text=column.as_text)
+    return f"to_json({expression})::text"
 
 
 def render_rows(
@@ -86,7 +89,11 @@ def current_values(
         f"t.{quote_ident(key.name)} = (e.v->>{i})::{key.type.exact}" for i, key in enumerate(keys)
     )
     values = ", ".join(
-        f"to_json({select_expression(column.type, 't.' + quote_ident(column.name))})::text"
+        "to_json("
+        + select_expression(
+            column.type, "t." + quote_ident(column.name), json_as_text=column.as_text
+        )
+        + ")::text"
         for column in wanted
     )
     query = (

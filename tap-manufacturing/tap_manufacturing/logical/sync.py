@@ -184,6 +184,7 @@ def _read_changes(
             excluded=excluded,
             describe=lambda oid, typmod: describe_type(connection, oid, typmod),
             has_default=_has_default(connection, source),
+            as_text=stream.json_text_column,
             start_lsn=bookmark,
             stop_lsn=stop,
             batch_rows=stream.settings.fetch_size,

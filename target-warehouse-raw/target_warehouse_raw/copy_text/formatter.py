@@ -42,7 +42,7 @@ def field_type(column: Column) -> Any:
     """The msgspec type a column's value is decoded as (validation included)."""
     allowed = column.json_types
     kind = column.kind
-    if allowed is None or kind in ("json", "array"):
+    if allowed is None or kind in ("json", "array", "json_array"):
         return msgspec.Raw
     nullable = "null" in allowed and not column.key
     plain = allowed - {"null"}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -22,6 +24,8 @@ ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 _JSON_TYPE = {ord('"'): "string", ord("{"): "object", ord("["): "array", ord("t"): "boolean",
               ord("f"): "boolean", ord("n"): "null"}  # fmt: skip
 _decode_any = msgspec.json.Decoder(float_hook=Decimal).decode
+_decode_numbers_exactly = functools.partial(json.loads, parse_int=Decimal, parse_float=Decimal)
+_encode_exact = msgspec.json.Encoder(decimal_format="number").encode  # digits as decoded
 _decode_str = msgspec.json.Decoder(str).decode
 NUMBER_START = frozenset(b"-0123456789")
 
@@ -75,7 +79,7 @@ def _element(value: Any) -> str:
     elif isinstance(value, str):
         item = value
     else:  # an object: its JSON text (jsonb[] elements)
-        item = msgspec.json.encode(value, decimal_format="number").decode()
+        item = _encode_exact(value).decode()
     return '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -89,7 +93,27 @@ def array_text(raw: bytes) -> str:
         return raw_text(raw)
     if raw == b"[]":
         return "{}"
+    if b"-0" in raw:  # msgspec reads the integer -0 as 0; the negative zero of a float counts
+        return text(_array_literal(_decode_numbers_exactly(raw)))
     return text(_array_literal(_decode_any(raw)))
+
+
+def _json_element(value: Any) -> str:
+    """One json/jsonb array element: its JSON text, double-quoted (NULL and nested
+    arrays, which are the array's dimensions, as in _element)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return "{" + ",".join(_json_element(item) for item in value) + "}"
+    item = _encode_exact(value).decode()
+    return '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def json_array_text(raw: bytes) -> str:
+    """A JSON array for a json[]/jsonb[] column: every element as its JSON text."""
+    if raw[0] != 0x5B:  # not '[': PostgreSQL's own text form
+        return raw_text(raw)
+    return text(_json_element(_decode_numbers_exactly(raw)))
 
 
 def bytea_base64(value: str) -> str:
@@ -123,6 +147,7 @@ def boolean_raw(raw: bytes) -> str:
 _RAW: dict[str, Callable[[bytes], str]] = {
     "json": json_text,
     "array": array_text,
+    "json_array": json_array_text,
     "bytea64": _bytea_raw,
     "boolean": boolean_raw,
 }

@@ -19,6 +19,7 @@ import psycopg2.extensions
 from target_warehouse_raw.copy_text.encoder import CopyRowEncoder, PathCounts
 from target_warehouse_raw.errors import LoadError
 from target_warehouse_raw.load.context import LoadContext
+from target_warehouse_raw.schema import legacy_names
 from target_warehouse_raw.schema.columns import Column, kind_of
 from target_warehouse_raw.schema.sync import (
     TableShape,
@@ -117,9 +118,28 @@ class StreamTable:
         except TypeChangeRefused as exc:
             raise LoadError(str(exc), stream=self.stream, line=self.schema_line) from None
 
+    def _legacy_renames(self) -> list[str]:
+        """Renames of a table and columns that earlier versions named (legacy_names.py)."""
+        try:
+            return legacy_names.renames_for(
+                self.cursor, self.ctx.cfg.schema, self.stream, self.table, self.columns,
+                rename=self.ctx.cfg.rename_legacy_names,
+            )  # fmt: skip
+        except legacy_names.LegacyNamesFound as exc:
+            raise LoadError(str(exc), stream=self.stream, line=self.schema_line) from None
+
     def prepare(self) -> None:
         """Evolve an existing table in its own short transaction, before loading (and with
-        `vacuum: before-load`, vacuum it first, once per run)."""
+        `vacuum: before-load`, vacuum it first, once per run); tables and columns that
+        earlier versions named differently are renamed first, or refused."""
+        cfg = self.ctx.cfg
+        run_short_ddl(
+            self.conn,
+            self._legacy_renames(),
+            lock_timeout=cfg.lock_timeout,
+            retries=cfg.ddl_retries,
+            stream=self.stream,
+        )
         shape = read_shape(self.cursor, self.table_sql)
         self.conn.commit()
         self.kept_types = live_types_kept(shape, self.columns)
@@ -130,7 +150,6 @@ class StreamTable:
             self.vacuum()
         self._note_unsent(shape)
         statements = self._changes(shape, change_keys=False)
-        cfg = self.ctx.cfg
         run_short_ddl(
             self.conn,
             statements,
@@ -182,6 +201,8 @@ class StreamTable:
 
     def alter_inside(self, line: int) -> None:
         """Apply the current schema inside the open transaction (a mid-load SCHEMA change)."""
+        for statement in self._legacy_renames():
+            self.cursor.execute(statement)
         shape = read_shape(self.cursor, self.table_sql)
         self.kept_types = live_types_kept(shape, self.columns)
         if shape is not None:

@@ -7,15 +7,17 @@ type's own input function reads (the server parses it; Python never converts the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from target_warehouse_raw.schema.names import map_identifiers
+from target_warehouse_raw.schema.names import legacy_identifiers, map_identifiers
 
-# x-sql-datatype values we are willing to put into DDL: type names, typmods, array brackets.
-_SAFE_TYPE = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\([0-9, ]+\))?[A-Za-z ]*(\[\d*\])*$')
+# x-sql-datatype values we are willing to put into DDL: type names (quoted ones such as
+# "char" too), typmods (negative numeric scales too), array brackets.
+_SAFE_TYPE = re.compile(r'^"?[A-Za-z_][A-Za-z0-9_ ."]*(\([0-9, -]+\))?[A-Za-z ]*(\[\d*\])*$')
 
 
 @dataclass(frozen=True)
@@ -40,17 +42,39 @@ class Column:
     key: bool = False  # part of the primary key
     metadata: bool = False  # a Singer `_sdc_*` column filled by the target
     exact_type: bool = False  # sql_type is the source's own (x-sql-datatype), not derived
+    legacy_name: str = ""  # the identifier earlier versions gave `prop`, if not `name`
 
 
 Resolver = Callable[[str], "TypeInfo | None"]
 
 
+JSON_MEDIA_TYPE = "application/json"
+
+
+def is_json_text(schema: Mapping[str, Any]) -> bool:
+    """True when the schema says the value is a string holding JSON text (tap-manufacturing's
+    `json_as_text`): only strings (and null), marked `contentMediaType: application/json`."""
+    return schema.get("contentMediaType") == JSON_MEDIA_TYPE and _non_null(schema) == ["string"]
+
+
 def kind_of(info: TypeInfo, schema: Mapping[str, Any]) -> str:
-    """The conversion kind of a column type: its text form is built from the JSON value."""
+    """The conversion kind of a column type: its text form is built from the JSON value.
+
+    A json/jsonb column whose schema marks its strings as JSON text takes each string's text
+    as the value's input text (kind `text`): the source's exact json, and `"null"` is the JSON
+    null, not SQL NULL. Without the marking (any other tap) the JSON value itself is the input,
+    and in a json[]/jsonb[] array each element's JSON text (kind `json_array`: a string
+    element `"x"` is the JSON string `"x"`, not the text x).
+    """
     if info.category == "A":
+        items = schema.get("items")
+        if info.element in ("json", "jsonb") and not (
+            isinstance(items, Mapping) and is_json_text(items)
+        ):
+            return "json_array"  # elements are JSON values: a string element is JSON text
         return "array"
     if info.typname in ("json", "jsonb"):
-        return "json"
+        return "text" if is_json_text(schema) else "json"
     if info.typname == "bytea":
         return "bytea64" if schema.get("contentEncoding") == "base64" else "text"
     if info.typname == "bool":
@@ -203,15 +227,19 @@ def build_columns(
     required = set(schema.get("required") or [])
     data_props = [p for p in properties if not (add_metadata and p in METADATA_NAMES)]
     taken = METADATA_NAMES if add_metadata else ()
-    names = map_identifiers(data_props, taken=taken)
+    names = map_identifiers(data_props, taken=taken, columns=True)
+    legacy = legacy_identifiers(data_props, taken=taken)
     columns = [
-        column_for(
-            names[prop],
-            prop,
-            properties[prop] if isinstance(properties[prop], Mapping) else {},
-            resolver,
-            key=prop in key_properties,
-            required=prop in required,
+        dataclasses.replace(
+            column_for(
+                names[prop],
+                prop,
+                properties[prop] if isinstance(properties[prop], Mapping) else {},
+                resolver,
+                key=prop in key_properties,
+                required=prop in required,
+            ),
+            legacy_name="" if legacy[prop] == names[prop] else legacy[prop],
         )
         for prop in data_props
     ]
