@@ -8,6 +8,7 @@ through MELTANO_DATABASE_URI, and runs the `prod` environment as production woul
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from e2e_helpers import (
     Pipeline,
     assert_warehouse_equals_sources,
     meltano_executable,
+    table_snapshot,
     warehouse_rows,
 )
 
@@ -93,7 +95,7 @@ def test_an_incremental_bookmark_survives_deleting_the_meltano_folder(
     assert not list(first_machine.glob("*.db"))  # no local state file was written
 
     # The folder is gone (a new container); the next run starts from the bookmark.
-    subprocess.run(["rm", "-rf", str(first_machine)], check=True)
+    shutil.rmtree(first_machine)
     prod.env["MELTANO_SYS_DIR_ROOT"] = str(
         fresh_system_folder(meltano_sys_dir, tmp_path / "machine-2" / ".meltano")
     )
@@ -107,8 +109,6 @@ def test_an_incremental_bookmark_survives_deleting_the_meltano_folder(
 
 def assert_warehouse_equals_sources_for(pipeline: Pipeline, source: str) -> None:
     """Like assert_warehouse_equals_sources, for the one table a task loaded."""
-    from e2e_helpers import table_snapshot
-
     columns, count, digest = table_snapshot(
         pipeline.sources[source], "public", f"{source}_production"
     )
