@@ -101,3 +101,18 @@ def test_the_dag_loads_the_sources_in_parallel_tasks_then_checks_and_a_dead_sour
         ("refills", "replaced", 300), ("refills", "replaced", 270),
         ("springs", "replaced", 300), ("springs", "replaced", 293),
     ]  # fmt: skip
+
+
+def test_prod_without_durable_state_gets_no_dag_but_an_import_error(
+    pipeline: Pipeline, airflow: AirflowProject
+):
+    # The test's MELTANO_DATABASE_URI is a local SQLite file, as a forgotten prod set-up has.
+    pipeline.env["MELTANO_ENVIRONMENT"] = "prod"
+    errors = pipeline.meltano("invoke", "airflow", "dags", "list-import-errors", check=False)
+    assert errors.returncode == 1, errors.output[-4000:]
+    assert (
+        "the prod environment keeps Meltano's state in PostgreSQL, but MELTANO_DATABASE_URI is "
+        "not a postgresql:// URI" in errors.output
+    ), errors.output[-4000:]
+    listed = pipeline.meltano("invoke", "airflow", "dags", "list", "-o", "plain", check=False)
+    assert "meltano_manufacturing-el-daily" not in listed.stdout
