@@ -15,6 +15,7 @@ import pytest
 from airflow_helpers import (
     BODIES_TASK,
     CHECK_TASK,
+    DAG_ID,
     REFILLS_TASK,
     SPRINGS_TASK,
     AirflowProject,
@@ -52,6 +53,17 @@ def airflow(pipeline: Pipeline, airflow_installed: Path, tmp_path: Path) -> Airf
 def test_the_dag_loads_the_sources_in_parallel_tasks_then_checks_and_a_dead_source_fails_alone(
     pipeline: Pipeline, airflow: AirflowProject
 ):
+    # The DAG Airflow built from the schedule: the three loads side by side (no task before
+    # them), the check after each of them.
+    tree = pipeline.meltano("invoke", "airflow", "tasks", "list", DAG_ID, "--tree")
+    lines = [line for line in tree.stdout.splitlines() if "<Task(BashOperator)" in line]
+    assert lines == [
+        line
+        for task in sorted((BODIES_TASK, REFILLS_TASK, SPRINGS_TASK))
+        for line in (f"<Task(BashOperator): {task}>",
+                     f"    <Task(BashOperator): {CHECK_TASK}>")
+    ]  # fmt: skip
+
     # A scheduled run: three extract-load tasks, then the check; everything succeeds.
     run = airflow.test_dag()
     assert run.result.returncode == 0, run.result.output[-6000:]
