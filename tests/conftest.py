@@ -100,8 +100,8 @@ def make_database(pg_server: ServerAddress) -> Iterator[Callable[[str], str]]:
 
 @pytest.fixture(scope="session")
 def meltano_sys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Meltano system folder with both plugins installed (`meltano install`, once per
-    session, shared by the end-to-end and the fault tests)."""
+    """A Meltano system folder with the project's plugins installed, Airflow excepted
+    (`meltano install`, once per session, shared by the end-to-end and the fault tests)."""
     from e2e_helpers import install_plugins
 
     sys_dir = tmp_path_factory.mktemp("meltano-sys") / ".meltano"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pen_factory import readme_settings
@@ -44,9 +46,9 @@ def test_env_example_lists_every_variable_meltano_yml_reads():
 
 def test_every_setting_is_declared_with_kind_and_description():
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
-    plugins = project["plugins"]["extractors"] + project["plugins"]["loaders"]
+    plugins = [plugin for group in project["plugins"].values() for plugin in group]
     for plugin in plugins:
-        for setting in plugin["settings"]:
+        for setting in plugin.get("settings", []):  # inherited plugins declare none
             assert setting.get("kind"), (plugin["name"], setting["name"])
             assert setting.get("description"), (plugin["name"], setting["name"])
             if setting["name"].endswith("password"):
@@ -94,7 +96,7 @@ def test_meltano_yml_declares_every_setting_the_plugins_declare():
     """When a plugin gains a setting, meltano.yml must declare it too (kind, description)."""
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
     declared = {
-        plugin["name"]: {setting["name"] for setting in plugin["settings"]}
+        plugin["name"]: {setting["name"] for setting in plugin.get("settings", [])}
         for plugin in project["plugins"]["extractors"] + project["plugins"]["loaders"]
     }
     tap = _flatten(_declared_schema("tap_manufacturing.tap.TapManufacturing")["properties"])
@@ -106,3 +108,63 @@ def test_meltano_yml_declares_every_setting_the_plugins_declare():
     for source in ("refills", "bodies", "springs"):
         for field in check_fields:
             assert f"check_sources.{source}.{field}" in declared["target-warehouse-raw"]
+
+
+def _plugin(project: dict, name: str) -> dict:
+    return next(p for group in project["plugins"].values() for p in group if p["name"] == name)
+
+
+def test_each_per_source_plugin_reads_only_its_source_and_the_job_ends_with_the_check():
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    sources = project["plugins"]["extractors"][0]["config"]["sources"]
+    job = {job["name"]: job for job in project["jobs"]}["manufacturing-el"]
+    for source in sources:
+        plugin = _plugin(project, f"tap-manufacturing--{source}")
+        assert plugin["inherit_from"] == "tap-manufacturing"
+        assert plugin["config"] == {"only_sources": [source]}
+        assert f"tap-manufacturing--{source} target-warehouse-raw" in job["tasks"]
+    assert job["tasks"][-1] == "warehouse-check:test"
+    # The check utility is the loader's package, settings and config, under its namespace.
+    check, loader = _plugin(project, "warehouse-check"), _plugin(project, "target-warehouse-raw")
+    for key in ("namespace", "pip_url", "settings", "config"):
+        assert check[key] == loader[key], key
+    assert check["executable"] == loader["commands"]["check"]["executable"]
+
+
+def test_airflow_is_pinned_by_the_committed_constraints_file():
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    pip_url = _plugin(project, "airflow")["pip_url"].split()
+    folder = ROOT / "orchestrate" / "airflow"
+    requirement = [
+        line for line in (folder / "requirements.in").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]  # fmt: skip
+    assert pip_url == [*requirement, "--constraint", "orchestrate/airflow/constraints.txt"]
+    pins = dict(
+        line.split(" ;")[0].split("==")
+        for line in (folder / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith(" ")
+    )
+    name, version = requirement[0].split("==")
+    assert pins[name.split("[")[0]] == version
+    assert len(pins) > 100  # every dependency, not only Airflow
+
+
+def test_meltano_lock_files_are_not_git_ignored():
+    """Meltano keeps plugin lock files in plugins/ for the project to commit."""
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "plugins/extractors/tap-example--meltanolabs.lock"],
+        cwd=ROOT,
+        check=False,
+    )
+    assert ignored.returncode == 1
+
+
+@pytest.mark.parametrize("folder", ["tap-manufacturing", "target-warehouse-raw", "."])
+def test_each_package_has_the_license_it_declares(folder):
+    manifest = (ROOT / folder / "pyproject.toml").read_text()
+    assert re.findall(r'^license = "(.*)"$', manifest, re.M) == ["Apache-2.0"]
+    text = (ROOT / folder / "LICENSE").read_text()
+    assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    assert "END OF TERMS AND CONDITIONS" in text
+    assert hashlib.md5(text.encode()).hexdigest() == "3b83ef96387f14655fc854ddc3c6bd57"

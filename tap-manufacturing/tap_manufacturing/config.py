@@ -270,14 +270,46 @@ def _replication_name(source: str, setting: str, value: object) -> str:
     return name
 
 
+def parse_only_sources(raw: object) -> tuple[str, ...]:
+    """The `only_sources` setting: a list of source names, or one comma-separated string (as
+    an environment variable gives it); empty when unset."""
+    if _blank(raw):
+        return ()
+    if isinstance(raw, str):
+        names = [name.strip() for name in raw.split(",")]
+    elif isinstance(raw, (list, tuple)) and all(isinstance(name, str) for name in raw):
+        names = [name.strip() for name in raw]
+    else:
+        msg = "setting 'only_sources' must be a list of source names, e.g. [\"refills\"]"
+        raise ConfigError(msg)
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
 def parse_settings(config: Mapping[str, Any]) -> TapSettings:
-    """Validate the whole config; defaults to the three factory sources."""
+    """Validate the whole config; defaults to the three factory sources.
+
+    With `only_sources`, the other source blocks are dropped before anything else looks at
+    them: they are neither validated nor connected to. That is what lets one Meltano plugin
+    per source (`tap-manufacturing--refills`, inheriting every source block from
+    `tap-manufacturing`, because Meltano merges an inherited plugin's config into its
+    parent's) run and discover while another source's database is unreachable.
+    """
     raw_sources = config.get("sources")
     if _blank(raw_sources) or raw_sources == {}:
         raw_sources = {name: {} for name in DEFAULT_SOURCES}
     if not isinstance(raw_sources, Mapping):
         msg = "setting 'sources' must be an object keyed by source name"
         raise ConfigError(msg)
+    only = parse_only_sources(config.get("only_sources"))
+    unknown = [name for name in only if name not in raw_sources]
+    if unknown:
+        msg = (
+            f"setting 'only_sources' names {', '.join(map(repr, unknown))}, which is not a "
+            f"configured source (configured: {', '.join(map(str, raw_sources))})"
+        )
+        raise ConfigError(msg)
+    if only:
+        raw_sources = {name: raw for name, raw in raw_sources.items() if name in only}
     sources = tuple(parse_source(str(name), raw) for name, raw in raw_sources.items())
     fetch_size = _integer("tap", "fetch_size", config.get("fetch_size"), DEFAULT_FETCH_SIZE, 1,
                           10_000_000)  # fmt: skip

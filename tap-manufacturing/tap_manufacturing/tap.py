@@ -113,6 +113,17 @@ class TapManufacturing(Tap):
                 "production line by adding one more key (e.g. `pencils`) with the same settings."
             ),
         ),
+        th.Property(
+            "only_sources",
+            th.ArrayType(th.StringType),
+            title="Only these sources",
+            description=(
+                "Names of the sources to read; the other blocks of `sources` are ignored (not "
+                "validated, never connected to). Unset: every source. Meltano's per-source "
+                "plugins (`tap-manufacturing--refills`, ...) set it, so one unreachable source "
+                "cannot fail another's run."
+            ),
+        ),
         th.Property("fetch_size", th.IntegerType, default=DEFAULT_FETCH_SIZE, title="Fetch size",
                     description="Rows per fetch from the server-side cursor."),
         # Number-or-string: Meltano passes a `kind: decimal` setting set by a variable

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+import yaml
 
 from pen_factory import demo_data
 from pen_factory.embedded import ServerAddress
@@ -168,14 +169,33 @@ def warehouse_rows(pipeline: Pipeline, query: str) -> list[tuple]:
         connection.close()
 
 
-def install_plugins(sys_dir: Path) -> None:
-    """`meltano install` of both plugins into a Meltano system folder of its own."""
+# Installed only by the tests that run it (tests/e2e/test_airflow_dag.py): Airflow is a large
+# install that no other test needs.
+ORCHESTRATOR = "airflow"
+
+
+def project_plugins_to_install() -> list[str]:
+    """Every plugin meltano.yml declares, except the orchestrator and inherited plugins (they
+    use their parent's installation)."""
+    project = yaml.safe_load((PROJECT_ROOT / "meltano.yml").read_text())
+    return [
+        plugin["name"]
+        for plugins in project["plugins"].values()
+        for plugin in plugins
+        if "inherit_from" not in plugin and plugin["name"] != ORCHESTRATOR
+    ]
+
+
+def install_plugins(sys_dir: Path, plugins: list[str] | None = None) -> None:
+    """`meltano install` of the project's plugins (by default all but the orchestrator) into a
+    Meltano system folder of its own."""
     env = clean_environment()
     env["MELTANO_SYS_DIR_ROOT"] = str(sys_dir)
     env["MELTANO_DATABASE_URI"] = f"sqlite:///{sys_dir.parent / 'install.db'}"
     env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    names = project_plugins_to_install() if plugins is None else plugins
     result = subprocess.run(
-        [meltano_executable(), "install"],
+        [meltano_executable(), "install", *names],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

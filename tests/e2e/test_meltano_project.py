@@ -68,14 +68,48 @@ def test_widened_source_columns_are_followed_and_no_value_is_rounded(pipeline: P
 
 
 def test_the_job_runs_and_the_schedule_is_listed(pipeline: Pipeline):
-    pipeline.meltano("run", "manufacturing-el")
+    result = pipeline.meltano("run", "manufacturing-el")
     assert_warehouse_equals_sources(pipeline)
+    for source in demo_data.SOURCES:  # the job ends with the check's report
+        assert re.search(rf"\b{source}\s+300\s+replaced\s.*\s300\s+yes\b", result.output)
     listed = pipeline.meltano("schedule", "list", "--format=json")
     schedules = json.loads(listed.stdout)["schedules"]["job"]
     daily = {schedule["name"]: schedule for schedule in schedules}["manufacturing-el-daily"]
     assert daily["interval"] == "@daily"
     assert daily["job"]["name"] == "manufacturing-el"
-    assert daily["job"]["tasks"] == ["tap-manufacturing target-warehouse-raw"]
+    assert daily["job"]["tasks"] == [
+        "tap-manufacturing--refills target-warehouse-raw",
+        "tap-manufacturing--bodies target-warehouse-raw",
+        "tap-manufacturing--springs target-warehouse-raw",
+        "warehouse-check:test",
+    ]
+
+
+def test_the_job_fails_when_a_source_fails_and_meltano_test_when_counts_differ(
+    pipeline: Pipeline,
+):
+    pipeline.meltano(*MAIN_JOB)
+    passed = pipeline.meltano("test", "--all", check=False)
+    assert passed.returncode == 0, passed.output[-4000:]
+    assert "warehouse-check:test" in passed.output
+    assert re.search(r"^refills\s+300\s.*\s300\s+yes\s*$", passed.output, re.M), passed.output
+    pipeline.source_sql("springs", "DELETE FROM springs_production WHERE id <= 5")
+    failed = pipeline.meltano("test", "--all", check=False)
+    assert failed.returncode == 1, failed.output[-4000:]
+    assert re.search(r"^springs\s+300\s.*\s295\s+NO\s*$", failed.output, re.M), failed.output
+    # A source that cannot be reached fails the job (non-zero), whatever the other tasks did.
+    pipeline.env["REFILLS_PORT"] = "1"
+    job = pipeline.meltano("run", "manufacturing-el", check=False)
+    assert job.returncode != 0
+    assert "source 'refills' (host=" in job.output, job.output[-4000:]
+
+
+def test_one_source_plugin_runs_while_another_source_is_down(pipeline: Pipeline):
+    """Each per-source plugin reads only its own source: discovery never touches the others."""
+    pipeline.env["BODIES_PORT"] = "1"
+    pipeline.meltano("run", "tap-manufacturing--springs", "target-warehouse-raw")
+    rows = warehouse_rows(pipeline, "SELECT stream, status, rows FROM raw._load_history")
+    assert rows == [("springs", "replaced", 300)]
 
 
 def test_check_passes_after_a_load_and_fails_after_a_source_changes(pipeline: Pipeline):

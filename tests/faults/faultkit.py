@@ -167,10 +167,12 @@ class Db:
         )
 
     def backends(self, pattern: str) -> list[tuple[int, str, str | None, str, str]]:
-        """(pid, application_name, wait_event_type, query, state) of sessions LIKE pattern."""
+        """(pid, application_name, wait_event_type, query, state) of sessions LIKE pattern,
+        in this database only: other test runs on the same server have sessions of that name."""
         return self.query(
             "SELECT pid, application_name, wait_event_type, query, state FROM pg_stat_activity "
-            "WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
+            "WHERE application_name LIKE %s AND pid <> pg_backend_pid() "
+            "AND datname = current_database()",
             (pattern,),
         )
 

@@ -239,21 +239,27 @@ def test_warehouse_refusing_connections_at_start(good_pipeline):
 
 
 def test_two_meltano_runs_of_the_same_job_at_once(good_pipeline):
-    """A second run of the job refuses (Meltano); forced, it waits on the table's lock."""
+    """A second run of the job refuses (Meltano); forced, it waits on the table's lock.
+
+    The main command, not `manufacturing-el`: that job's three extractors each start (and
+    run discovery) after the previous task, so two forced runs of it would discover the same
+    extractor at the same moment, and Meltano keeps one catalog file per extractor and
+    machine (the README warns against forcing a second run of a running job).
+    """
     pipeline = good_pipeline
     db = warehouse_db(pipeline)
     change_sources(pipeline)
     # The first run is held inside its COMMIT of refills, holding that table's lock.
     install_gate(db, HELD, at_commit=True)
     gate = Gate(db)
-    first = start_meltano(pipeline, "run", "manufacturing-el")
+    first = start_meltano(pipeline, *JOB)
     wait_until(lambda: target_waits(db, "commit"), "the first run to commit", timeout=120)
     # The same job again: Meltano refuses it, clearly, and it touches nothing.
-    refused = pipeline.meltano("run", "manufacturing-el", check=False)
+    refused = pipeline.meltano(*JOB, check=False)
     assert refused.returncode != 0
     assert "is already running" in refused.output, refused.output[-3000:]
     # Forced past Meltano's check, it reaches refills and waits for the first run's lock.
-    forced = start_meltano(pipeline, "run", "--force", "manufacturing-el")
+    forced = start_meltano(pipeline, "run", "--force", *JOB[1:])
     wait_until(
         lambda: db.backends(f"target-warehouse-raw:{HELD}:wait-lock"),
         "the forced run to wait for the first",

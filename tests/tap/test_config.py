@@ -136,3 +136,34 @@ def test_json_as_text_that_is_no_boolean_is_named():
     with pytest.raises(ConfigError) as caught:
         parse_settings({"json_as_text": "maybe"})
     assert str(caught.value) == "tap: setting 'json_as_text' must be true or false, got 'maybe'"
+
+
+@pytest.mark.parametrize("only", [["bodies"], "bodies", " bodies , ", ["bodies", "bodies"]])
+def test_only_sources_keeps_one_source_and_ignores_the_others(only):
+    # The other blocks are not even validated: a broken one cannot fail this source's run.
+    config = {
+        "sources": {"refills": {"port": "not a port"}, "bodies": {"host": "db2"}, "springs": 7},
+        "only_sources": only,
+    }
+    settings = parse_settings(config)
+    assert [(s.name, s.host) for s in settings.sources] == [("bodies", "db2")]
+
+
+def test_only_sources_unset_or_empty_means_every_source():
+    for only in (None, "", []):
+        settings = parse_settings({"only_sources": only})
+        assert [s.name for s in settings.sources] == ["refills", "bodies", "springs"]
+
+
+def test_only_sources_naming_an_unknown_source_is_an_error():
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"sources": {"refills": {}, "bodies": {}}, "only_sources": ["pencils"]})
+    assert str(caught.value) == (
+        "setting 'only_sources' names 'pencils', which is not a configured source "
+        "(configured: refills, bodies)"
+    )
+
+
+def test_only_sources_of_the_wrong_type_is_an_error():
+    with pytest.raises(ConfigError, match=r"^setting 'only_sources' must be a list"):
+        parse_settings({"only_sources": {"refills": True}})
