@@ -38,8 +38,7 @@ from tap_manufacturing.logical.catalog import (
 )
 from tap_manufacturing.logical.render import RenderColumn
 from tap_manufacturing.logical.sync import sync_log_based
-from tap_manufacturing.output import DECODER, SingerOutput
-from tap_manufacturing.sinks import BatchFiles, RecordLines, RowSink
+from tap_manufacturing.output import DECODER, BatchFiles, RecordLines, RowWriter, SingerOutput
 from tap_manufacturing.types import marked_as_json_text, property_schema, select_expression
 
 if TYPE_CHECKING:
@@ -216,7 +215,7 @@ class ManufacturingStream(Stream):
     def get_batch_config(self, config: Any) -> None:
         """None, so the SDK never takes its own batch path (records through Python dicts).
 
-        With `batch_config` set, the fast path writes the BATCH files itself (see sinks.py),
+        With `batch_config` set, the fast path writes the BATCH files itself (see output.py),
         keeping the held-back SCHEMA, the versions, STATE and ACTIVATE_VERSION as they are.
         """
         return None
@@ -409,7 +408,7 @@ class ManufacturingStream(Stream):
             for row in batch:
                 yield DECODER.decode(row[0])
 
-    def _sink(self) -> RowSink:
+    def _sink(self) -> RowWriter:
         """RECORD lines on stdout, or BATCH files when `batch_config` is set."""
         batch = self.settings.batch
         if batch is None:

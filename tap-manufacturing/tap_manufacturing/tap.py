@@ -95,7 +95,7 @@ class TapManufacturing(Tap):
     """The catalog is read from the databases: `--discover` validates the config first."""
     capabilities = Tap.capabilities
     """Everything the SDK offers. BATCH (`batch_config`): JSON Lines files, plain or gzip,
-    in a local folder, written by the fast path itself (see sinks.py)."""
+    in a local folder, written by the fast path itself (see output.py)."""
 
     config_jsonschema = th.PropertiesList(
         th.Property(
