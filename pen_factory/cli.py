@@ -4,6 +4,7 @@
     pen-factory embedded start|stop|status|psql    the demo's PostgreSQL server in .demo/pgdata
     pen-factory demo-data [--rows N] [--host ...]  generate the demo sources on any server
     pen-factory readme-settings [--check]          README settings tables from the plugins' --about
+    pen-factory dbt-sources [--catalog F] [--check]  transform/models/sources.yml from the catalog
 
 Every command exits non-zero with one clear line on stderr when something fails.
 """
@@ -19,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pen_factory import demo_data, readme_settings
+from pen_factory import dbt_sources, demo_data, readme_settings
 from pen_factory.embedded import EmbeddedPostgres, ServerAddress, psql_path, wait_until_ready
 
 PLUGINS = (("extractors", "tap-manufacturing"), ("loaders", "target-warehouse-raw"))
@@ -283,6 +284,28 @@ def command_readme_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_dbt_sources(args: argparse.Namespace) -> int:
+    """Regenerate (or, with --check, verify) the dbt sources from the tap's catalog."""
+    project_dir = args.project_dir or find_project_dir()
+    output = args.output or project_dir / dbt_sources.SOURCES_FILE
+    try:
+        if args.catalog is not None:
+            catalog = dbt_sources.load_catalog(args.catalog)
+        else:
+            catalog = dbt_sources.discover_catalog(meltano_executable(), project_dir, os.environ)
+        current = dbt_sources.sync(output, catalog, check=args.check)
+    except dbt_sources.CatalogError as exc:
+        raise CommandError(str(exc)) from None
+    if current:
+        print(f"{output} is current")
+        return 0
+    if args.check:
+        print(f"{output} is out of date: run `pen-factory dbt-sources`")
+        return 1
+    print(f"{output} regenerated")
+    return 0
+
+
 def _rows(text: str) -> int:
     value = int(text.replace("_", ""))
     if value < 0:
@@ -357,6 +380,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     readme.add_argument("--check", action="store_true", help="only report whether they drifted")
     readme.set_defaults(handler=command_readme_settings)
+
+    sources = commands.add_parser(
+        "dbt-sources",
+        help="generate the dbt sources (transform/models/sources.yml) from the tap's catalog",
+        description="Without --catalog, the catalog comes from `meltano invoke --dump=catalog "
+        "tap-manufacturing`, so the source databases must answer.",
+    )
+    sources.add_argument(
+        "--catalog",
+        type=Path,
+        help="read this catalog file (e.g. from `tap-manufacturing --discover`) instead",
+    )
+    sources.add_argument(
+        "--output",
+        type=Path,
+        help=f"the file to write (default: {dbt_sources.SOURCES_FILE} in the project)",
+    )
+    sources.add_argument("--check", action="store_true", help="only report whether it drifted")
+    sources.set_defaults(handler=command_dbt_sources)
     return parser
 
 
