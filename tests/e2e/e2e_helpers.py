@@ -19,7 +19,7 @@ from pen_factory.embedded import ServerAddress
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_ROWS = 300
 _PIPELINE_PREFIXES = ("REFILLS_", "BODIES_", "SPRINGS_", "WAREHOUSE_", "TAP_MANUFACTURING_",
-                      "TARGET_WAREHOUSE_RAW_", "MELTANO_")  # fmt: skip
+                      "TARGET_WAREHOUSE_RAW_", "MELTANO_", "DBT_")  # fmt: skip
 
 
 def meltano_executable() -> str:
@@ -169,13 +169,17 @@ def warehouse_rows(pipeline: Pipeline, query: str) -> list[tuple]:
 
 
 def install_plugins(sys_dir: Path) -> None:
-    """`meltano install` of both plugins into a Meltano system folder of its own."""
+    """`meltano install` of both plugins into a Meltano system folder of its own.
+
+    Named, so that the other plugins of meltano.yml (dbt) are installed only for the tests
+    that need them (see the `dbt_executable` fixture).
+    """
     env = clean_environment()
     env["MELTANO_SYS_DIR_ROOT"] = str(sys_dir)
     env["MELTANO_DATABASE_URI"] = f"sqlite:///{sys_dir.parent / 'install.db'}"
     env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     result = subprocess.run(
-        [meltano_executable(), "install"],
+        [meltano_executable(), "install", "tap-manufacturing", "target-warehouse-raw"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
