@@ -6,10 +6,13 @@ import json
 import re
 
 import pytest
+from dbt_helpers import isolate_dbt_output
 from e2e_helpers import (
+    DEMO_ROWS,
     Pipeline,
     assert_warehouse_equals_sources,
     clean_environment,
+    warehouse_rows,
 )
 
 from pen_factory import demo_data
@@ -53,15 +56,37 @@ def test_second_run_follows_deleted_updated_added_rows_and_a_new_column(pipeline
     assert_warehouse_equals_sources(pipeline)
 
 
-def test_the_job_runs_and_the_schedule_is_listed(pipeline: Pipeline):
-    pipeline.meltano("run", "manufacturing-el")
+def test_the_job_runs_and_the_schedule_is_listed(pipeline: Pipeline, dbt_executable, tmp_path):
+    isolate_dbt_output(pipeline, tmp_path)
+    run = pipeline.meltano("run", "manufacturing-el")
     assert_warehouse_equals_sources(pipeline)
+    # After the load, dbt built the models and ran the checks.
+    assert "Completed successfully" in run.output, run.output[-4000:]
+    marts = warehouse_rows(pipeline, "SELECT sum(runs) FROM analytics.daily_line_output")
+    assert marts == [(3 * DEMO_ROWS,)]
     listed = pipeline.meltano("schedule", "list", "--format=json")
     schedules = json.loads(listed.stdout)["schedules"]["job"]
     daily = {schedule["name"]: schedule for schedule in schedules}["manufacturing-el-daily"]
     assert daily["interval"] == "@daily"
     assert daily["job"]["name"] == "manufacturing-el"
-    assert daily["job"]["tasks"] == ["tap-manufacturing target-warehouse-raw"]
+    assert daily["job"]["tasks"][:2] == [
+        "tap-manufacturing target-warehouse-raw",
+        "dbt-postgres:build",
+    ]
+
+
+def test_the_job_fails_when_a_data_quality_check_fails(
+    pipeline: Pipeline, dbt_executable, tmp_path
+):
+    """A scheduled run fails on a failed test: the exit code says so, and the log which test."""
+    isolate_dbt_output(pipeline, tmp_path)
+    pipeline.source_sql(
+        "springs", "UPDATE springs_production SET units_rejected = units_wound + 1 WHERE id = 3"
+    )
+    run = pipeline.meltano("run", "manufacturing-el", check=False)
+    assert run.returncode == 1, run.output[-4000:]
+    assert "Failure in test rejects_not_above_production_stg_springs" in run.output
+    assert "Got 1 result, configured to fail if != 0" in run.output
 
 
 def test_check_passes_after_a_load_and_fails_after_a_source_changes(pipeline: Pipeline):
