@@ -26,6 +26,7 @@ import time
 
 import psycopg2
 import pytest
+from dbt_helpers import isolate_dbt_output
 from e2e_helpers import assert_warehouse_equals_sources
 from faultkit import (
     GOOD_RUN_STATE_ID,
@@ -238,9 +239,11 @@ def test_warehouse_refusing_connections_at_start(good_pipeline):
     check_converges(pipeline)
 
 
-def test_two_meltano_runs_of_the_same_job_at_once(good_pipeline):
-    """A second run of the job refuses (Meltano); forced, it waits on the table's lock."""
+def test_two_meltano_runs_of_the_same_job_at_once(good_pipeline, dbt_executable, tmp_path):
+    """A second run of the job refuses (Meltano); forced, it waits on the table's lock (and
+    its dbt build on the first one's)."""
     pipeline = good_pipeline
+    isolate_dbt_output(pipeline, tmp_path)
     db = warehouse_db(pipeline)
     change_sources(pipeline)
     # The first run is held inside its COMMIT of refills, holding that table's lock.
@@ -265,6 +268,7 @@ def test_two_meltano_runs_of_the_same_job_at_once(good_pipeline):
     text = "".join((o + e).decode(errors="replace") for o, e in outputs)
     assert [first.returncode, forced.returncode] == [0, 0], text[-4000:]
     assert "waiting for it to finish" in text, text[-4000:]
+    assert text.count("Completed successfully") == 2, text[-4000:]  # both dbt builds
     remove_gate(db, HELD)
     assert_warehouse_equals_sources(pipeline)
     # The good run's load and one per run since, each table's loads one after the other.
