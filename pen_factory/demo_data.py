@@ -117,6 +117,87 @@ _TABLES: dict[str, str] = {
     """,
 }
 
+# What each line's own database says about its columns (COMMENT ON). The tap carries these
+# into its catalog, and the dbt sources of `transform/` are generated from that catalog, so
+# the warehouse documentation starts where the data starts.
+_SHARED_COMMENTS = {
+    "id": "Production run number, unique within the line (primary key).",
+    "lot_code": "Lot the run belongs to: <line prefix>-<production day>-<lot number>.",
+    "line": "Machine line within the production line that ran it.",
+    "shift": "Shift that ran it: A 06-14 h, B 14-22 h, C 22-06 h (UTC).",
+    "produced_at": "When the run finished.",
+    "qc_passed": "Whether the run passed quality control.",
+    "defect_codes": "Defects quality control found (empty: none; NULL: not recorded).",
+    "sensor_readings": "Machine sensor readings at the end of the run (JSON; NULL: none).",
+    "created_at": "When the run's record was written.",
+    "updated_at": "When the run's record was last changed.",
+}
+_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
+    "refills": (
+        "Ink refill production: one row per filling run of a refill line.",
+        {
+            "batch_code": "Ink batch used for the run.",
+            "ink_color": "Ink colour.",
+            "ink_volume_ml": "Mean measured ink volume per refill, ml.",
+            "ink_volume_tolerance_ml": "Allowed deviation of the ink volume, ml.",
+            "tip_diameter_mm": "Mean measured writing tip diameter, mm.",
+            "tip_tolerance_mm": "Allowed deviation of the tip diameter, mm.",
+            "tube_length_mm": "Mean measured refill tube length, mm.",
+            "units_produced": "Refills filled in the run.",
+            "units_rejected": "Refills of the run rejected by quality control.",
+            "operator_id": "Operator who ran the line (NULL: not recorded).",
+        },
+    ),
+    "bodies": (
+        "Pen body production: one row per injection moulding run of a body line.",
+        {
+            "mold_batch": "Mould used for the run.",
+            "resin_type": "Resin moulded.",
+            "color_hex": "Body colour as an RGB hex code.",
+            "body_length_mm": "Mean measured body length, mm.",
+            "body_length_tolerance_mm": "Allowed deviation of the body length, mm.",
+            "outer_diameter_mm": "Mean measured outer diameter, mm.",
+            "wall_thickness_mm": "Mean measured wall thickness, mm.",
+            "shot_weight_g": "Mean weight of one moulding shot, g.",
+            "cavity_count": "Cavities of the mould (bodies per shot).",
+            "units_molded": "Bodies moulded in the run.",
+            "units_scrapped": "Bodies of the run scrapped by quality control.",
+            "inspector": "Inspector who signed the run off (NULL: not recorded).",
+        },
+    ),
+    "springs": (
+        "Spring production: one row per coiling run of a spring line.",
+        {
+            "coil_batch": "Wire coil used for the run.",
+            "wire_material": "Spring wire material.",
+            "wire_diameter_mm": "Mean measured wire diameter, mm.",
+            "free_length_mm": "Mean measured free (unloaded) spring length, mm.",
+            "free_length_tolerance_mm": "Allowed deviation of the free length, mm.",
+            "outer_diameter_mm": "Mean measured outer coil diameter, mm.",
+            "spring_rate_n_per_mm": "Mean measured spring rate, N/mm.",
+            "active_coils": "Active coils per spring.",
+            "units_wound": "Springs wound in the run.",
+            "units_rejected": "Springs of the run rejected by quality control.",
+            "operator_id": "Operator who ran the line (NULL: not recorded).",
+        },
+    ),
+}
+
+
+def _comment_statements(source: str, qualified: sql.Composable) -> list[sql.Composable]:
+    """COMMENT ON statements for one demo table and its columns."""
+    table_comment, columns = _COMMENTS[source]
+    on_table = sql.SQL("COMMENT ON TABLE {} IS {}")
+    statements = [on_table.format(qualified, sql.Literal(table_comment))]
+    for column, text in {**_SHARED_COMMENTS, **columns}.items():
+        statements.append(
+            sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                qualified, sql.Identifier(column), sql.Literal(text)
+            )
+        )
+    return statements
+
+
 # Shared building blocks. `h(k)` is the k-th independent hash of the row number `g`.
 # Production runs every 37 seconds from 2024-01-01 06:00 UTC, with up to 29 s of jitter; the
 # shift follows the hour of day; a QC failure rate of about 4 %.
@@ -380,6 +461,8 @@ def create_source_table(
             cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified))
             cursor.execute(create)
+            for statement in _comment_statements(source, qualified):
+                cursor.execute(statement)
             cursor.execute(insert)
             inserted = cursor.rowcount
             # The key after the rows: one sorted index build beats a million index inserts.

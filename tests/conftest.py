@@ -107,3 +107,12 @@ def meltano_sys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sys_dir = tmp_path_factory.mktemp("meltano-sys") / ".meltano"
     install_plugins(sys_dir)
     return sys_dir
+
+
+@pytest.fixture(scope="session")
+def dbt_executable(meltano_sys_dir: Path) -> Path:
+    """The `dbt` that `meltano install dbt-postgres` built in the session's Meltano folder
+    (installed once per session, only for the tests that ask for it)."""
+    from dbt_helpers import ensure_dbt_installed
+
+    return ensure_dbt_installed(meltano_sys_dir)

@@ -29,10 +29,14 @@ def test_quick_start_is_exactly_two_commands():
     assert block.strip().splitlines() == ["python3 run.py demo", "python3 run.py test"]
 
 
+# Variables Meltano itself provides to meltano.yml; a user never sets them.
+_MELTANO_PROVIDED = {"MELTANO_PROJECT_ROOT"}
+
+
 def _meltano_variables() -> set[str]:
     lines = (ROOT / "meltano.yml").read_text().splitlines()
     text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    return set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)\}?", text))
+    return set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)\}?", text)) - _MELTANO_PROVIDED
 
 
 def test_env_example_lists_every_variable_meltano_yml_reads():
@@ -168,3 +172,52 @@ def test_each_package_has_the_license_it_declares(folder):
     assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
     assert "END OF TERMS AND CONDITIONS" in text
     assert hashlib.md5(text.encode()).hexdigest() == "3b83ef96387f14655fc854ddc3c6bd57"
+
+
+def test_dbt_reads_the_warehouse_the_loader_writes():
+    """The dbt utility takes each connection setting from the variable the loader takes it
+    from, in every environment, and the profile applies the loader's own defaults."""
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    dbt = _plugin(project, "dbt-postgres")
+    loader = _plugin(project, "target-warehouse-raw")
+    assert dbt["pip_url"] == "dbt-core~=1.10.0 dbt-postgres~=1.9.0"
+    for setting in dbt["settings"]:
+        assert setting.get("kind"), setting["name"]
+        assert setting.get("description"), setting["name"]
+    password = next(s for s in dbt["settings"] if s["name"] == "password")
+    assert (password["kind"], password.get("sensitive")) == ("password", True)
+    same = {"host": "host", "port": "port", "dbname": "database", "user": "user",
+            "password": "password", "source_schema": "schema", "sslmode": "sslmode"}  # fmt: skip
+    for dbt_name, loader_name in same.items():
+        assert dbt["config"][dbt_name] == loader["config"][loader_name], dbt_name
+    assert dbt["config"]["schema"] == "$WAREHOUSE_ANALYTICS_SCHEMA"
+    # `meltano test` runs every command called test or test-*: none of dbt's is.
+    assert not [name for name in dbt["commands"] if name.startswith("test")]
+    prod = next(env for env in project["environments"] if env["name"] == "prod")["config"]
+    prod_loader = _plugin(prod, "target-warehouse-raw")["config"]
+    prod_dbt = _plugin(prod, "dbt-postgres")["config"]
+    assert prod_dbt == {"target": "prod", "sslmode": prod_loader["sslmode"]}
+
+    profile = yaml.safe_load((ROOT / "transform" / "profiles" / "profiles.yml").read_text())
+    outputs = profile["pen_factory"]["outputs"]
+    defaults = _declared_schema("target_warehouse_raw.target.TargetWarehouseRaw")["properties"]
+    for field, variable, loader_setting in (
+        ("host", "HOST", "host"), ("port", "PORT", "port"), ("dbname", "DB", "database"),
+        ("user", "USER", "user"),
+    ):  # fmt: skip
+        default = defaults[loader_setting]["default"]
+        for output in outputs.values():
+            expression = output[field]
+            assert f"env_var('DBT_POSTGRES_{field.upper()}', '')" in expression
+            assert f"env_var('WAREHOUSE_{variable}', '')" in expression
+            assert f"or '{default}'" in expression, (field, default)
+    assert "or 'prefer'" in outputs["dev"]["sslmode"]
+    assert outputs["prod"]["sslmode"] == "{{ env_var('DBT_POSTGRES_SSLMODE', '') or 'require' }}"
+
+
+def test_the_job_loads_then_builds_the_models_then_checks():
+    project = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    job = next(job for job in project["jobs"] if job["name"] == "manufacturing-el")
+    loads = [task for task in job["tasks"] if task.endswith(" target-warehouse-raw")]
+    assert job["tasks"] == [*loads, "dbt-postgres:build", "warehouse-check:test"]
+    assert len(loads) == 3

@@ -12,13 +12,14 @@ from tap_manufacturing.logical.catalog import with_change_properties
 from tap_manufacturing.types import PgType, map_type, property_schema
 
 _TABLE_SQL = """
-SELECT c.oid, c.relkind, c.reltuples::bigint
+SELECT c.oid, c.relkind, c.reltuples::bigint, obj_description(c.oid, 'pg_class')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 """
 
 _COLUMNS_SQL = """
-SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnotnull
+SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       col_description(a.attrelid, a.attnum)
 FROM pg_attribute a
 WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
@@ -52,6 +53,7 @@ class Column:
     name: str
     type: PgType
     not_null: bool
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class TableInfo:
     primary_key: tuple[str, ...]
     is_view: bool
     row_estimate: int
+    comment: str | None = None
 
     def column(self, name: str) -> Column | None:
         """The column called `name`, if any."""
@@ -112,12 +115,12 @@ def describe_table(connection: psycopg2.extensions.connection, source: SourceSet
         if row is None:
             msg = f"table {source.schema}.{source.table} does not exist"
             raise TableNotFound(msg)
-        oid, relkind, reltuples = row
+        oid, relkind, reltuples, comment = row
         cursor.execute(_COLUMNS_SQL, (oid,))
         raw_columns = cursor.fetchall()
         columns = tuple(
-            Column(name, _describe_type(cursor, type_oid, typmod), bool(not_null))
-            for name, type_oid, typmod, _text, not_null in raw_columns
+            Column(name, _describe_type(cursor, type_oid, typmod), bool(not_null), column_comment)
+            for name, type_oid, typmod, _text, not_null, column_comment in raw_columns
         )
         cursor.execute(_PRIMARY_KEY_SQL, (oid,))
         primary_key = tuple(r[0] for r in cursor.fetchall())
@@ -127,7 +130,21 @@ def describe_table(connection: psycopg2.extensions.connection, source: SourceSet
         primary_key=primary_key,
         is_view=relkind in ("v", "m"),
         row_estimate=max(int(reltuples or 0), 0),
+        comment=comment,
     )
+
+
+def _described(schema: dict[str, Any], comment: str | None) -> dict[str, Any]:
+    """The schema with the source's COMMENT as its JSON Schema `description`.
+
+    Source comments are how the lines document their columns; carried in the catalog they
+    reach whoever reads it (the dbt sources of `transform/` are generated from it). A note the
+    type mapping already put there (how a value is encoded) follows the comment.
+    """
+    if not comment:
+        return schema
+    note = schema.get("description")
+    return {**schema, "description": f"{comment} ({note})" if note else comment}
 
 
 def catalog_entry(
@@ -138,8 +155,9 @@ def catalog_entry(
     replication_key = source.replication_key if source.replication_method == "INCREMENTAL" else None
     automatic = set(table.primary_key) | ({replication_key} if replication_key else set())
     properties = {
-        column.name: property_schema(
-            column.type, not_null=column.not_null, json_as_text=json_as_text
+        column.name: _described(
+            property_schema(column.type, not_null=column.not_null, json_as_text=json_as_text),
+            column.comment,
         )
         for column in table.columns
     }
@@ -181,7 +199,7 @@ def catalog_entry(
         "row_count": table.row_estimate,
         "key_properties": list(table.primary_key),
         "replication_method": source.replication_method,
-        "schema": {"type": "object", "properties": properties},
+        "schema": _described({"type": "object", "properties": properties}, table.comment),
         "metadata": metadata,
     }
     if replication_key:

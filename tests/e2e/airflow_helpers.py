@@ -13,6 +13,7 @@ DAG_ID = "meltano_manufacturing-el-daily"
 REFILLS_TASK = "tap-manufacturing--refills_target-warehouse-raw"
 BODIES_TASK = "tap-manufacturing--bodies_target-warehouse-raw"
 SPRINGS_TASK = "tap-manufacturing--springs_target-warehouse-raw"
+DBT_TASK = "dbt-postgres_build"
 CHECK_TASK = "warehouse-check_test"
 
 

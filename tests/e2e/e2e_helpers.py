@@ -20,7 +20,7 @@ from pen_factory.embedded import ServerAddress
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_ROWS = 300
 _PIPELINE_PREFIXES = ("REFILLS_", "BODIES_", "SPRINGS_", "WAREHOUSE_", "TAP_MANUFACTURING_",
-                      "TARGET_WAREHOUSE_RAW_", "MELTANO_")  # fmt: skip
+                      "TARGET_WAREHOUSE_RAW_", "MELTANO_", "DBT_")  # fmt: skip
 
 
 def meltano_executable() -> str:

@@ -16,11 +16,13 @@ from airflow_helpers import (
     BODIES_TASK,
     CHECK_TASK,
     DAG_ID,
+    DBT_TASK,
     REFILLS_TASK,
     SPRINGS_TASK,
     AirflowProject,
     closed_port,
 )
+from dbt_helpers import isolate_dbt_output
 from e2e_helpers import (
     ORCHESTRATOR,
     Pipeline,
@@ -51,26 +53,28 @@ def airflow(pipeline: Pipeline, airflow_installed: Path, tmp_path: Path) -> Airf
 
 
 def test_the_dag_loads_the_sources_in_parallel_tasks_then_checks_and_a_dead_source_fails_alone(
-    pipeline: Pipeline, airflow: AirflowProject
+    pipeline: Pipeline, airflow: AirflowProject, dbt_executable, tmp_path
 ):
+    isolate_dbt_output(pipeline, tmp_path)
     # The DAG Airflow built from the schedule: the three loads side by side (no task before
-    # them), the check after each of them.
+    # them), dbt build after each of them, the check after dbt.
     tree = pipeline.meltano("invoke", "airflow", "tasks", "list", DAG_ID, "--tree")
     lines = [line for line in tree.stdout.splitlines() if "<Task(BashOperator)" in line]
     assert lines == [
         line
         for task in sorted((BODIES_TASK, REFILLS_TASK, SPRINGS_TASK))
         for line in (f"<Task(BashOperator): {task}>",
-                     f"    <Task(BashOperator): {CHECK_TASK}>")
+                     f"    <Task(BashOperator): {DBT_TASK}>",
+                     f"        <Task(BashOperator): {CHECK_TASK}>")
     ]  # fmt: skip
 
-    # A scheduled run: three extract-load tasks, then the check; everything succeeds.
+    # A scheduled run: three extract-load tasks, dbt, then the check; everything succeeds.
     run = airflow.test_dag()
     assert run.result.returncode == 0, run.result.output[-6000:]
     assert run.state == "success"
     assert run.task_states == {
         REFILLS_TASK: "success", BODIES_TASK: "success", SPRINGS_TASK: "success",
-        CHECK_TASK: "success",
+        DBT_TASK: "success", CHECK_TASK: "success",
     }  # fmt: skip
     assert_warehouse_equals_sources(pipeline)
     assert warehouse_rows(pipeline, HISTORY) == [
@@ -93,7 +97,7 @@ def test_the_dag_loads_the_sources_in_parallel_tasks_then_checks_and_a_dead_sour
     assert run.state == "failed"
     assert run.task_states == {
         REFILLS_TASK: "success", BODIES_TASK: "failed", SPRINGS_TASK: "success",
-        CHECK_TASK: "upstream_failed",
+        DBT_TASK: "upstream_failed", CHECK_TASK: "upstream_failed",
     }  # fmt: skip
     # The failed task says which source could not be reached, where, and never a password.
     assert re.search(rf"source 'bodies' \(host=\S+ port={dead_port} ", run.result.output), (

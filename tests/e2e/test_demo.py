@@ -47,6 +47,19 @@ def test_demo_runs_from_a_fresh_clone(tmp_path):
             assert f"{source} 200" in demo.stdout  # the generator's line
             assert f'"raw"."{source}"' in output  # the target's run summary
         assert "Demo finished" in demo.stdout
+        # It ends with the marts dbt built: the whole path from three databases to a report.
+        marts = demo.stdout.split("==> The marts the models built", 1)[1]
+        capacity, line_output = marts.split("\n\n")[:2]
+        assert capacity.splitlines()[1:3] == [
+            "analytics.daily_pen_capacity (1 row):",
+            "production_date  good_refills  good_bodies  good_springs  pens_possible  "
+            "limiting_component",
+        ]
+        assert capacity.splitlines()[3].startswith("2024-01-01  ")
+        assert line_output.splitlines()[0] == "analytics.daily_line_output (first 8 of 9 rows):"
+        assert line_output.splitlines()[2].split() == [
+            "2024-01-01", "bodies", "B1", "A", *line_output.splitlines()[2].split()[4:]
+        ]  # fmt: skip
         # Its data stays inside the clone, and the server is stopped afterwards.
         assert (clone / ".demo" / "pgdata" / "PG_VERSION").exists()
         status = pen_factory("embedded", "status")

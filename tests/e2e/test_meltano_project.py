@@ -6,7 +6,9 @@ import json
 import re
 
 import pytest
+from dbt_helpers import isolate_dbt_output
 from e2e_helpers import (
+    DEMO_ROWS,
     Pipeline,
     assert_warehouse_equals_sources,
     clean_environment,
@@ -67,11 +69,16 @@ def test_widened_source_columns_are_followed_and_no_value_is_rounded(pipeline: P
     assert_warehouse_equals_sources(pipeline)  # types via format_type, values via ::text
 
 
-def test_the_job_runs_and_the_schedule_is_listed(pipeline: Pipeline):
-    result = pipeline.meltano("run", "manufacturing-el")
+def test_the_job_runs_and_the_schedule_is_listed(pipeline: Pipeline, dbt_executable, tmp_path):
+    isolate_dbt_output(pipeline, tmp_path)
+    run = pipeline.meltano("run", "manufacturing-el")
     assert_warehouse_equals_sources(pipeline)
-    for source in demo_data.SOURCES:  # the job ends with the check's report
-        assert re.search(rf"\b{source}\s+300\s+replaced\s.*\s300\s+yes\b", result.output)
+    # After the loads, dbt built the models and ran the checks ...
+    assert "Completed successfully" in run.output, run.output[-4000:]
+    marts = warehouse_rows(pipeline, "SELECT sum(runs) FROM analytics.daily_line_output")
+    assert marts == [(3 * DEMO_ROWS,)]
+    for source in demo_data.SOURCES:  # ... and the job ended with the check's report
+        assert re.search(rf"\b{source}\s+300\s+replaced\s.*\s300\s+yes\b", run.output)
     listed = pipeline.meltano("schedule", "list", "--format=json")
     schedules = json.loads(listed.stdout)["schedules"]["job"]
     daily = {schedule["name"]: schedule for schedule in schedules}["manufacturing-el-daily"]
@@ -81,6 +88,7 @@ def test_the_job_runs_and_the_schedule_is_listed(pipeline: Pipeline):
         "tap-manufacturing--refills target-warehouse-raw",
         "tap-manufacturing--bodies target-warehouse-raw",
         "tap-manufacturing--springs target-warehouse-raw",
+        "dbt-postgres:build",
         "warehouse-check:test",
     ]
 
@@ -110,6 +118,20 @@ def test_one_source_plugin_runs_while_another_source_is_down(pipeline: Pipeline)
     pipeline.meltano("run", "tap-manufacturing--springs", "target-warehouse-raw")
     rows = warehouse_rows(pipeline, "SELECT stream, status, rows FROM raw._load_history")
     assert rows == [("springs", "replaced", 300)]
+
+
+def test_the_job_fails_when_a_data_quality_check_fails(
+    pipeline: Pipeline, dbt_executable, tmp_path
+):
+    """A scheduled run fails on a failed test: the exit code says so, and the log which test."""
+    isolate_dbt_output(pipeline, tmp_path)
+    pipeline.source_sql(
+        "springs", "UPDATE springs_production SET units_rejected = units_wound + 1 WHERE id = 3"
+    )
+    run = pipeline.meltano("run", "manufacturing-el", check=False)
+    assert run.returncode == 1, run.output[-4000:]
+    assert "Failure in test rejects_not_above_production_stg_springs" in run.output
+    assert "Got 1 result, configured to fail if != 0" in run.output
 
 
 def test_check_passes_after_a_load_and_fails_after_a_source_changes(pipeline: Pipeline):

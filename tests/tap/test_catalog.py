@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tap_helpers import run_sql
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +50,31 @@ def test_discovery_describes_each_source_table(factory, run_tap):
     assert metadata[("properties", "id")]["inclusion"] == "automatic"
     assert metadata[("properties", "line")]["inclusion"] == "available"
     assert metadata[("properties", "batch_code")]["sql-datatype"] == "character varying(20)"
+
+
+def test_source_comments_become_descriptions(factory, run_tap):
+    """COMMENT ON in a source reaches the catalog (and from there the generated dbt sources)."""
+    run_sql(
+        factory.dsn("refills"),
+        "COMMENT ON TABLE refills_production IS 'One row per filling run.'",
+        "COMMENT ON COLUMN refills_production.diameter_mm IS 'Tip diameter, mm.'",
+        "COMMENT ON COLUMN refills_production.cycle_time IS 'Time the run took.'",
+    )
+    catalog = json.loads(run_tap(factory.config(), "--discover").stdout)
+    refills, bodies = catalog["streams"][0], catalog["streams"][1]
+    assert refills["schema"]["description"] == "One row per filling run."
+    properties = refills["schema"]["properties"]
+    assert properties["diameter_mm"] == {
+        "type": ["number", "string", "null"],
+        "description": "Tip diameter, mm.",
+        "x-sql-datatype": "numeric(10,4)",
+    }
+    # The encoding note of the type mapping stays, after the source's own words.
+    assert properties["cycle_time"]["description"] == (
+        "Time the run took. (ISO 8601 duration as PostgreSQL writes it, e.g. P1Y2M3DT4H5M6.5S)"
+    )
+    assert "description" not in properties["line"]
+    assert "description" not in bodies["schema"]
 
 
 def test_plain_run_emits_all_streams_with_versions(factory, run_tap):

@@ -1,0 +1,30 @@
+-- One row per moulding run of a body line, in the vocabulary the three lines share: the
+-- source's units_molded is units_produced, units_scrapped is units_rejected.
+select
+    id as run_id,
+    'bodies'::text as component,
+    lot_code,
+    mold_batch,
+    line,
+    shift,
+    produced_at,
+    {{ production_date("produced_at") }} as production_date,
+    resin_type,
+    color_hex,
+    body_length_mm,
+    body_length_tolerance_mm,
+    outer_diameter_mm,
+    wall_thickness_mm,
+    shot_weight_g,
+    cavity_count,
+    units_molded as units_produced,
+    units_scrapped as units_rejected,
+    units_molded - units_scrapped as units_good,
+    qc_passed,
+    defect_codes,
+    (sensor_readings ->> 'mold_temp_c')::numeric as mold_temp_c,
+    (sensor_readings ->> 'injection_pressure_bar')::numeric as injection_pressure_bar,
+    (sensor_readings ->> 'cycle_time_s')::numeric as cycle_time_s,
+    inspector,
+    updated_at
+from {{ source("raw", "bodies") }}

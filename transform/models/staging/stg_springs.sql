@@ -1,0 +1,30 @@
+-- One row per coiling run of a spring line, in the vocabulary the three lines share: the
+-- source's units_wound is units_produced.
+select
+    id as run_id,
+    'springs'::text as component,
+    lot_code,
+    coil_batch,
+    line,
+    shift,
+    produced_at,
+    {{ production_date("produced_at") }} as production_date,
+    wire_material,
+    wire_diameter_mm,
+    free_length_mm,
+    free_length_tolerance_mm,
+    outer_diameter_mm,
+    spring_rate_n_per_mm,
+    active_coils,
+    units_wound as units_produced,
+    units_rejected,
+    units_wound - units_rejected as units_good,
+    qc_passed,
+    defect_codes,
+    (sensor_readings ->> 'coiler_speed_rpm')::numeric as coiler_speed_rpm,
+    (sensor_readings ->> 'wire_tension_n')::numeric as wire_tension_n,
+    (sensor_readings ->> 'oven_temp_c')::numeric as oven_temp_c,
+    (sensor_readings ->> 'camera_ok')::boolean as camera_ok,
+    operator_id,
+    updated_at
+from {{ source("raw", "springs") }}
