@@ -9,7 +9,6 @@ earlier run left behind.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,29 +17,49 @@ import psycopg2
 import pytest
 
 from pen_factory.embedded import EmbeddedPostgres, ServerAddress, port_answers, wait_until_ready
+from testkit.faults import FIGURES
+from testkit.postgres import admin_execute
+from testkit.processes import worker_suffix
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def pytest_collectstart(collector: pytest.Collector) -> None:
-    """Make `from conftest import helper` in a test module mean its own folder's conftest.py.
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, the controller gathers the fault suite's figures from its workers."""
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_FiguresFromWorkers(), "fault-figures-from-workers")
 
-    Several test folders keep helpers in their conftest.py and import them by that bare name;
-    Python caches the first module called `conftest` it imports, so without this a test in one
-    folder would get another folder's helpers. (Helpers in uniquely named modules, such as
-    tests/tap/tap_helpers.py, need none of this.)
-    """
-    if not isinstance(collector, pytest.Module):
+
+class _FiguresFromWorkers:
+    """The xdist controller's side: add up what each worker counted."""
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: object, error: object) -> None:
+        figures = getattr(node, "workeroutput", {}).get("fault_figures", {})
+        for kind, value in figures.items():
+            if kind == "longest reader wait (s)":
+                FIGURES[kind] = max(FIGURES[kind], value)
+            else:
+                FIGURES[kind] += value
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands its figures to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["fault_figures"] = dict(FIGURES)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The fault suite's figures: scenarios, bad inputs, rows verified and lost, reader waits."""
+    if not (FIGURES["fault scenarios"] or FIGURES["bad inputs"] or FIGURES["property examples"]):
         return
-    folder = collector.path.parent
-    if not (folder / "conftest.py").is_file():
-        return
-    cached = sys.modules.get("conftest")
-    if cached is not None and Path(getattr(cached, "__file__", "")).parent != folder:
-        del sys.modules["conftest"]
-    if str(folder) in sys.path:
-        sys.path.remove(str(folder))
-    sys.path.insert(0, str(folder))
+    terminalreporter.section("fault injection figures")
+    for kind, value in FIGURES.items():
+        shown = (
+            f"{value:.3f}" if isinstance(value, float) and not value.is_integer() else int(value)
+        )
+        terminalreporter.write_line(f"{kind:>28}: {shown}")
 
 
 def _server_from_environment() -> ServerAddress | None:
@@ -63,23 +82,13 @@ def pg_server() -> Iterator[ServerAddress]:
     if existing is not None:
         yield existing
         return
-    server = EmbeddedPostgres(PROJECT_ROOT / ".demo" / "test-pgdata")
+    server = EmbeddedPostgres(PROJECT_ROOT / ".demo" / f"test-pgdata{worker_suffix()}")
     address = server.start()
     wait_until_ready(address)
     try:
         yield address
     finally:
         server.stop()
-
-
-def _admin_execute(server: ServerAddress, sql: str) -> None:
-    connection = psycopg2.connect(server.dsn())
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        connection.close()
 
 
 @pytest.fixture
@@ -89,20 +98,20 @@ def make_database(pg_server: ServerAddress) -> Iterator[Callable[[str], str]]:
 
     def create(prefix: str = "t") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        _admin_execute(pg_server, f'CREATE DATABASE "{name}"')
+        admin_execute(pg_server.dsn(), f'CREATE DATABASE "{name}"')
         created.append(name)
         return name
 
     yield create
     for name in created:
-        _admin_execute(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin_execute(pg_server.dsn(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 def meltano_sys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Meltano system folder with the project's plugins installed, Airflow excepted
     (`meltano install`, once per session, shared by the end-to-end and the fault tests)."""
-    from e2e_helpers import install_plugins
+    from testkit.pipeline import install_plugins
 
     sys_dir = tmp_path_factory.mktemp("meltano-sys") / ".meltano"
     install_plugins(sys_dir)
@@ -113,6 +122,6 @@ def meltano_sys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def dbt_executable(meltano_sys_dir: Path) -> Path:
     """The `dbt` that `meltano install dbt-postgres` built in the session's Meltano folder
     (installed once per session, only for the tests that ask for it)."""
-    from dbt_helpers import ensure_dbt_installed
+    from testkit.dbt_runs import ensure_dbt_installed
 
     return ensure_dbt_installed(meltano_sys_dir)

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import psycopg2
 import pytest
-from cdc_helpers import LOGICAL_OPTIONS, CdcSource, create_cdc_source, drop_cdc_source
 
 from pen_factory.embedded import EmbeddedPostgres, ServerAddress, wait_until_ready
+from testkit.cdc import LOGICAL_OPTIONS, CdcSource, create_cdc_source, drop_cdc_source
+from testkit.processes import worker_suffix
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.integration
 def logical_server(request: pytest.FixtureRequest) -> Iterator[ServerAddress]:
     """An embedded PostgreSQL with logical decoding, for this test session."""
     root = request.config.rootpath
-    server = EmbeddedPostgres(root / ".demo" / "test-logical-pgdata", LOGICAL_OPTIONS)
+    folder = root / ".demo" / f"test-logical-pgdata{worker_suffix()}"  # one per xdist worker
+    server = EmbeddedPostgres(folder, LOGICAL_OPTIONS)
     try:
         address = server.start()
         wait_until_ready(address)

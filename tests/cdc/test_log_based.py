@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from cdc_helpers import STREAM, TABLE, apply, bookmark, full_table, run_tap
-from tap_helpers import PRODUCTION_ROWS
+
+from testkit.cdc import STREAM, TABLE, apply, bookmark, full_table, run_tap
+from testkit.tap import PRODUCTION_ROWS
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,7 @@ def test_rerun_with_final_state_sends_nothing_and_the_slot_only_confirms_stored_
 
 def test_every_type_is_encoded_as_in_full_table_mode(cdc_source, tmp_path):
     """The type table of the full-table tests, sent as changes: byte-identical values."""
-    from test_types import TYPES_DDL
+    from testkit.tap import TYPES_DDL
 
     cdc_source.sql(f"DROP TABLE {TABLE}", TYPES_DDL)
     first = run_tap(tmp_path, cdc_source.config())

@@ -6,10 +6,10 @@ import select
 
 import psycopg2.extras
 import pytest
-from cdc_helpers import STREAM, TABLE, apply, bookmark, full_table, run_tap
-from tap_helpers import PRODUCTION_ROWS
 
 from tap_manufacturing.logical import pgoutput
+from testkit.cdc import STREAM, TABLE, apply, bookmark, full_table, run_tap
+from testkit.tap import PRODUCTION_ROWS
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,10 @@ import uuid
 
 import psycopg2
 import pytest
-from cdc_helpers import TABLE, bookmark, run_tap
-from tap_helpers import PRODUCTION_DDL, query, run_sql
+
+from testkit.cdc import TABLE, bookmark, run_tap
+from testkit.postgres import query, run_sql
+from testkit.tap import PRODUCTION_DDL
 
 pytestmark = pytest.mark.integration
 

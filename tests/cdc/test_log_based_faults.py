@@ -9,8 +9,9 @@ import threading
 import time
 
 import pytest
-from cdc_helpers import STREAM, TABLE, apply, bookmark, full_table, run_tap
-from tap_helpers import PRODUCTION_ROWS, TAP_EXECUTABLE, TapRun
+
+from testkit.cdc import STREAM, TABLE, apply, bookmark, full_table, run_tap
+from testkit.tap import PRODUCTION_ROWS, TAP_EXECUTABLE, TapRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.slow]
 

@@ -8,66 +8,29 @@ import contextlib
 import os
 import random
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import psycopg2
 import pytest
-from e2e_helpers import (
-    PROJECT_ROOT,
-    Pipeline,
-    assert_warehouse_equals_sources,
-    meltano_executable,
-    pipeline_environment,
-    warehouse_rows,
-)
 
 from pen_factory import demo_data
-from pen_factory.embedded import ServerAddress
+from testkit.cdc import drop_database_with_slots
+from testkit.pipeline import (
+    Pipeline,
+    assert_warehouse_equals_sources,
+    pipeline_environment,
+    start_meltano,
+    warehouse_rows,
+)
+from testkit.postgres import admin_execute
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
 RUN = ("run", "tap-manufacturing", "target-warehouse-raw")
 ROWS = 300
-
-
-def _admin(server: ServerAddress, statement: str) -> None:
-    connection = psycopg2.connect(server.dsn())
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
-
-
-def _drop(server: ServerAddress, database: str) -> None:
-    """Drop a database and the replication slots on it (a slot keeps a database alive)."""
-    connection = psycopg2.connect(server.dsn())
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            for _ in range(50):
-                cursor.execute(
-                    "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s",
-                    (database,),
-                )
-                slots = cursor.fetchall()
-                for slot, pid in slots:
-                    if pid is None:
-                        cursor.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                    else:
-                        cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                if all(pid is None for _slot, pid in slots):
-                    break
-                time.sleep(0.2)
-            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        connection.close()
 
 
 @pytest.fixture
@@ -77,7 +40,7 @@ def cdc_pipeline(logical_server, meltano_sys_dir, tmp_path) -> Iterator[Pipeline
     suffix = uuid.uuid4().hex[:8]
     endpoints = {name: replace(e, database=f"{name}_{suffix}") for name, e in base.items()}
     for endpoint in endpoints.values():
-        _admin(logical_server, f'CREATE DATABASE "{endpoint.database}"')
+        admin_execute(logical_server.dsn(), f'CREATE DATABASE "{endpoint.database}"')
     try:
         demo_data.generate_demo(endpoints, ROWS)
         sources = {name: endpoints[name] for name in demo_data.SOURCES}
@@ -93,7 +56,7 @@ def cdc_pipeline(logical_server, meltano_sys_dir, tmp_path) -> Iterator[Pipeline
         yield Pipeline(logical_server, sources, endpoints["warehouse"], env, meltano_sys_dir)
     finally:
         for endpoint in endpoints.values():
-            _drop(logical_server, endpoint.database)
+            drop_database_with_slots(logical_server, endpoint.database)
 
 
 def _history(pipeline: Pipeline) -> list[tuple]:
@@ -165,19 +128,6 @@ def test_three_sources_one_log_based_follow_every_change(cdc_pipeline: Pipeline)
     assert_warehouse_equals_sources(pipeline)
     check = pipeline.meltano("invoke", "target-warehouse-raw:check", check=False)
     assert check.returncode == 0, check.output[-3000:]
-
-
-def start_meltano(pipeline: Pipeline, *args: str) -> subprocess.Popen:
-    """`meltano ARGS` in a process group of its own, so the whole run can be signalled."""
-    return subprocess.Popen(
-        [meltano_executable(), *args],
-        cwd=PROJECT_ROOT,
-        env=pipeline.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
 
 
 def _process_in_group(group: int, name: str, timeout: float = 60) -> int | None:

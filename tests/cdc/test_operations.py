@@ -11,12 +11,12 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from cdc_helpers import STREAM, TABLE, run_tap
-from e2e_helpers import clean_environment, meltano_executable
-from tap_helpers import query
 
 from tap_manufacturing.config import default_replication_name
 from target_warehouse_raw.config import default_slot_name
+from testkit.cdc import STREAM, TABLE, run_tap
+from testkit.postgres import query
+from testkit.processes import clean_environment, meltano_executable
 
 pytestmark = pytest.mark.integration
 

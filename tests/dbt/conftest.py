@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from dbt_helpers import isolate_dbt_output
-from e2e_helpers import Pipeline, new_pipeline
 
 from pen_factory.embedded import ServerAddress
+from testkit.dbt_runs import isolate_dbt_output
+from testkit.pipeline import Pipeline, new_pipeline
 
 
 @pytest.fixture

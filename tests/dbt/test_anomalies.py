@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dbt_helpers import anomaly_lines, direct_dbt, load, meltano_dbt, pen_factory
-from e2e_helpers import PROJECT_ROOT, Pipeline
+
+from testkit.dbt_runs import anomaly_lines, direct_dbt, load, meltano_dbt, pen_factory
+from testkit.pipeline import Pipeline
+from testkit.processes import PROJECT_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 

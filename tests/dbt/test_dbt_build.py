@@ -13,10 +13,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
-from dbt_helpers import MODELS_SCHEMA, load, meltano, meltano_dbt, warehouse_sql
-from e2e_helpers import Pipeline, clean_environment, warehouse_rows
 
 from pen_factory import demo_data
+from testkit.dbt_runs import MODELS_SCHEMA, load, meltano, meltano_dbt, warehouse_sql
+from testkit.pipeline import Pipeline, warehouse_rows
+from testkit.processes import clean_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from dbt_helpers import DBT_PLUGIN, MODELS_SCHEMA, load, read_run_results
-from e2e_helpers import PROJECT_ROOT, meltano_executable, warehouse_rows
+
+from testkit.dbt_runs import DBT_PLUGIN, MODELS_SCHEMA, load, read_run_results
+from testkit.pipeline import warehouse_rows
+from testkit.processes import PROJECT_ROOT, meltano_executable
 
 
 def _wrapper():

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dbt_helpers import pen_factory
-from e2e_helpers import PROJECT_ROOT
 
 from pen_factory import dbt_sources, demo_data
+from testkit.dbt_runs import pen_factory
+from testkit.processes import PROJECT_ROOT
 
 COMMITTED = PROJECT_ROOT / dbt_sources.SOURCES_FILE
 

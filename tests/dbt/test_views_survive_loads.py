@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import psycopg2
 import pytest
-from dbt_helpers import MODELS_SCHEMA, load, meltano_dbt
-from e2e_helpers import Pipeline, warehouse_rows
 
 from pen_factory import demo_data
+from testkit.dbt_runs import MODELS_SCHEMA, load, meltano_dbt
+from testkit.pipeline import Pipeline, warehouse_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 

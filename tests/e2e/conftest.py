@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Pipeline, new_pipeline
 
 from pen_factory.embedded import ServerAddress
+from testkit.pipeline import Pipeline, new_pipeline
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
-from airflow_helpers import (
+
+from pen_factory import demo_data
+from testkit.airflow_dag import (
     BODIES_TASK,
     CHECK_TASK,
     DAG_ID,
@@ -22,8 +24,8 @@ from airflow_helpers import (
     AirflowProject,
     closed_port,
 )
-from dbt_helpers import isolate_dbt_output
-from e2e_helpers import (
+from testkit.dbt_runs import isolate_dbt_output
+from testkit.pipeline import (
     ORCHESTRATOR,
     Pipeline,
     assert_warehouse_equals_sources,
@@ -31,8 +33,6 @@ from e2e_helpers import (
     table_snapshot,
     warehouse_rows,
 )
-
-from pen_factory import demo_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_helpers import PROJECT_ROOT, clean_environment
 
 from pen_factory import demo_data
+from testkit.processes import PROJECT_ROOT, clean_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -13,16 +13,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e_helpers import (
-    PROJECT_ROOT,
+
+from pen_factory import demo_data
+from testkit.pipeline import (
     Pipeline,
     assert_warehouse_equals_sources,
-    meltano_executable,
     table_snapshot,
     warehouse_rows,
 )
-
-from pen_factory import demo_data
+from testkit.processes import PROJECT_ROOT, meltano_executable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 

@@ -6,16 +6,11 @@ import json
 import re
 
 import pytest
-from dbt_helpers import isolate_dbt_output
-from e2e_helpers import (
-    DEMO_ROWS,
-    Pipeline,
-    assert_warehouse_equals_sources,
-    clean_environment,
-    warehouse_rows,
-)
 
 from pen_factory import demo_data
+from testkit.dbt_runs import isolate_dbt_output
+from testkit.pipeline import DEMO_ROWS, Pipeline, assert_warehouse_equals_sources, warehouse_rows
+from testkit.processes import clean_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -13,10 +13,17 @@ composite -> jsonb). A failure prints one line per differing column.
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import Pipeline, warehouse_rows
-from type_zoo import ZooColumn, columns_supported, compare, create_zoo, mismatch_report, quote_ident
 
 from pen_factory import demo_data
+from testkit.pipeline import Pipeline, warehouse_rows
+from testkit.type_zoo import (
+    ZooColumn,
+    columns_supported,
+    compare,
+    create_zoo,
+    mismatch_report,
+    quote_ident,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -1,5 +1,5 @@
-"""Fixtures of the fault-injection suite and its closing figures (see faultkit.py for how a
-load is held in one phase)."""
+"""Fixtures of the fault-injection suite (see testkit/faults.py for how a load is held in one
+phase; tests/conftest.py prints the suite's figures)."""
 
 from __future__ import annotations
 
@@ -8,31 +8,17 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import psycopg2
 import pytest
 
-# The suite's helper module lives beside this file; pytest runs with --import-mode=importlib.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from e2e_helpers import pipeline_environment
-from faultkit import FIGURES, GOOD_RUN_STATE_ID, SECRET, Db, FaultWarehouse
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    if not (FIGURES["fault scenarios"] or FIGURES["bad inputs"] or FIGURES["property examples"]):
-        return
-    terminalreporter.section("fault injection figures")
-    for kind, value in FIGURES.items():
-        shown = (
-            f"{value:.3f}" if isinstance(value, float) and not value.is_integer() else int(value)
-        )
-        terminalreporter.write_line(f"{kind:>28}: {shown}")
+from testkit.faults import FIGURES, GOOD_RUN_STATE_ID, SECRET, FaultWarehouse
+from testkit.pipeline import pipeline_environment
+from testkit.postgres import Db, admin_execute
+from testkit.target import target_config
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -50,13 +36,7 @@ def pytest_runtest_call(item):
 def fault_warehouse(pg_server, make_database, tmp_path) -> Iterator[FaultWarehouse]:
     """A fresh warehouse database and the target config pointing at it."""
     name = make_database("fw")
-    config = {
-        "host": pg_server.host,
-        "port": pg_server.port,
-        "user": pg_server.user,
-        "database": name,
-        "progress_interval": 0,
-    }
+    config = target_config(pg_server, name)
     warehouse = FaultWarehouse(Db(pg_server.dsn(name)), config, tmp_path)
     yield warehouse
     for process in warehouse.processes:
@@ -87,7 +67,7 @@ def secret_role(pg_server) -> Iterator[tuple[str, str]]:
 @pytest.fixture
 def fault_pipeline(pg_server, make_database, meltano_sys_dir, tmp_path):
     """Fresh demo sources, an empty warehouse and an isolated Meltano state database."""
-    from e2e_helpers import new_pipeline
+    from testkit.pipeline import new_pipeline
 
     pipeline = new_pipeline(pg_server, make_database, meltano_sys_dir, tmp_path)
     started: list[subprocess.Popen] = []
@@ -103,16 +83,6 @@ def fault_pipeline(pg_server, make_database, meltano_sys_dir, tmp_path):
 # --- a pipeline after one good run, cloned per test ---------------------------------------------
 
 
-def _admin(pg_server, statement: str) -> None:
-    conn = psycopg2.connect(pg_server.dsn())
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="module")
 def good_run_template(pg_server, meltano_sys_dir, tmp_path_factory):
     """Demo sources, a warehouse after one good `meltano run` and that run's Meltano database
@@ -121,18 +91,17 @@ def good_run_template(pg_server, meltano_sys_dir, tmp_path_factory):
     Built once per module; `good_pipeline` clones it for each test (CREATE DATABASE ...
     TEMPLATE and a copy of the Meltano database), which saves a `meltano run` per test.
     """
-    from e2e_helpers import Pipeline
-
     from pen_factory import demo_data
+    from testkit.pipeline import Pipeline
 
     tag = uuid.uuid4().hex[:8]
     base = demo_data.endpoints_on_server(pg_server.host, pg_server.port, pg_server.user)
     names = {name: f"tpl_{name}_{tag}" for name in (*demo_data.SOURCES, "warehouse")}
     for name in names.values():
-        _admin(pg_server, f'CREATE DATABASE "{name}"')
+        admin_execute(pg_server.dsn(), f'CREATE DATABASE "{name}"')
     try:
         endpoints = {key: replace(base[key], database=name) for key, name in names.items()}
-        from e2e_helpers import DEMO_ROWS
+        from testkit.pipeline import DEMO_ROWS
 
         demo_data.generate_demo(endpoints, DEMO_ROWS)
         folder = tmp_path_factory.mktemp("good-run")
@@ -146,22 +115,21 @@ def good_run_template(pg_server, meltano_sys_dir, tmp_path_factory):
         yield names, meltano_db
     finally:
         for name in names.values():
-            _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin_execute(pg_server.dsn(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def good_pipeline(pg_server, good_run_template, meltano_sys_dir, tmp_path):
     """A copy of `good_run_template` for one test: same content, own databases and state."""
-    from e2e_helpers import Pipeline
-
     from pen_factory import demo_data
+    from testkit.pipeline import Pipeline
 
     names, template_db = good_run_template
     base = demo_data.endpoints_on_server(pg_server.host, pg_server.port, pg_server.user)
     tag = uuid.uuid4().hex[:8]
     clones = {key: f"{key}_{tag}" for key in names}
     for key, name in clones.items():
-        _admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{names[key]}"')
+        admin_execute(pg_server.dsn(), f'CREATE DATABASE "{name}" TEMPLATE "{names[key]}"')
     meltano_db = tmp_path / "meltano.db"
     shutil.copyfile(template_db, meltano_db)
     endpoints = {key: replace(base[key], database=name) for key, name in clones.items()}
@@ -180,4 +148,4 @@ def good_pipeline(pg_server, good_run_template, meltano_sys_dir, tmp_path):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
         for name in clones.values():
-            _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin_execute(pg_server.dsn(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

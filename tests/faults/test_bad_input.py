@@ -18,7 +18,10 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-from faultkit import Db, assert_same_content, count, record_msg, schema_msg, singer, state_msg
+
+from testkit.faults import assert_same_content, count
+from testkit.postgres import Db
+from testkit.singer import record_message, schema_message, singer, state_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -30,24 +33,24 @@ PARTS = {
 }
 BINS = {"code": {"type": "string"}, "holds": {"type": ["integer", "null"]}}
 HEADER = singer(
-    schema_msg("bins", BINS, ["code"]),
-    *(record_msg("bins", {"code": f"N{i}", "holds": i}) for i in range(5)),
-    schema_msg("parts", PARTS, ["id"]),
-    record_msg("parts", {"id": 100, "name": "fine", "ok": True, "meta": {"a": 1}}),
+    schema_message("bins", BINS, ["code"]),
+    *(record_message("bins", {"code": f"N{i}", "holds": i}) for i in range(5)),
+    schema_message("parts", PARTS, ["id"]),
+    record_message("parts", {"id": 100, "name": "fine", "ok": True, "meta": {"a": 1}}),
 )
 HEADER_LINES = HEADER.count("\n")  # 8: the fault is on line 9 unless a case says otherwise
 FAULT_LINE = HEADER_LINES + 1
-CLOSE = singer(state_msg({"run": "bad"}))
+CLOSE = singer(state_message({"run": "bad"}))
 
 
 def good_content() -> str:
     return singer(
-        schema_msg("bins", BINS, ["code"]),
-        *(record_msg("bins", {"code": f"B{i}", "holds": i}) for i in range(3)),
-        schema_msg("parts", PARTS, ["id"]),
-        *(record_msg("parts", {"id": i, "name": f"p{i}", "ok": i % 2 == 0, "meta": {"i": i}})
+        schema_message("bins", BINS, ["code"]),
+        *(record_message("bins", {"code": f"B{i}", "holds": i}) for i in range(3)),
+        schema_message("parts", PARTS, ["id"]),
+        *(record_message("parts", {"id": i, "name": f"p{i}", "ok": i % 2 == 0, "meta": {"i": i}})
           for i in range(1, 4)),
-        state_msg({"run": "good"}),
+        state_message({"run": "good"}),
     )  # fmt: skip
 
 
@@ -62,7 +65,7 @@ class Refused:
 
 
 def rec(data: dict) -> str:
-    return json.dumps(record_msg("parts", data))
+    return json.dumps(record_message("parts", data))
 
 
 REFUSED = {
@@ -156,7 +159,7 @@ REFUSED = {
         rf"stream 'parts', input line {FAULT_LINE}: BATCH files in format 'parquet' are not",
     ),
     "SCHEMA change mid-stream that breaks a value": Refused(
-        json.dumps(schema_msg("parts", {**PARTS, "ok": {"type": ["integer", "null"]}}, ["id"]))
+        json.dumps(schema_message("parts", {**PARTS, "ok": {"type": ["integer", "null"]}}, ["id"]))
         + "\n"
         + rec({"id": 7, "ok": 5})
         + "\n",
@@ -168,13 +171,13 @@ REFUSED = {
         r"stream 'wide', input line \d+: .*1600 columns",
         header=HEADER
         + singer(
-            schema_msg(
+            schema_message(
                 "wide",
                 {"id": {"type": "integer"}}
                 | {f"c{i}": {"type": ["integer", "null"]} for i in range(1600)},
                 ["id"],
             ),
-            record_msg("wide", {"id": 1}),
+            record_message("wide", {"id": 1}),
         ),
     ),
 }
@@ -238,7 +241,7 @@ def test_unknown_message_types_are_logged_and_skipped(loaded):
     text = HEADER + singer(
         {"type": "HEARTBEAT", "stream": "parts", "at": 1},
         {"type": "X-CUSTOM", "payload": [1, 2]},
-        record_msg("parts", {"id": 101}),
+        record_message("parts", {"id": 101}),
     ) + "\n\n" + CLOSE  # fmt: skip
     done = warehouse.run(text)
     count("bad inputs")
@@ -251,9 +254,9 @@ def test_unknown_message_types_are_logged_and_skipped(loaded):
 
 def test_duplicate_keys_in_one_batch_and_across_batches_last_wins(loaded):
     warehouse, _ = loaded
-    rows = [record_msg("parts", {"id": i % 3, "name": f"v{i}"}) for i in range(10)]
+    rows = [record_message("parts", {"id": i % 3, "name": f"v{i}"}) for i in range(10)]
     for batch_size in (1000, 4):
-        done = warehouse.run(singer(schema_msg("parts", PARTS, ["id"]), *rows, CLOSE.strip()),
+        done = warehouse.run(singer(schema_message("parts", PARTS, ["id"]), *rows, CLOSE.strip()),
                              batch_size_rows=batch_size)  # fmt: skip
         count("bad inputs")
         assert done.returncode == 0, done.stderr[-3000:]
@@ -263,8 +266,8 @@ def test_duplicate_keys_in_one_batch_and_across_batches_last_wins(loaded):
 def test_nul_characters_are_stripped_when_asked(loaded):
     warehouse, _ = loaded
     text = singer(
-        schema_msg("parts", PARTS, ["id"]),
-        record_msg("parts", {"id": 1, "name": "a\u0000b", "meta": {"k\u0000": "x\u0000y"}}),
+        schema_message("parts", PARTS, ["id"]),
+        record_message("parts", {"id": 1, "name": "a\u0000b", "meta": {"k\u0000": "x\u0000y"}}),
     )
     done = warehouse.run(text, strip_nul_characters=True)
     count("bad inputs")
@@ -277,10 +280,10 @@ def test_schema_change_mid_stream_adds_and_widens_columns(loaded):
     wider = {**PARTS, "name": {"type": ["string", "integer", "null"]},
              "extra": {"type": ["number", "null"]}}  # fmt: skip
     text = singer(
-        schema_msg("parts", PARTS, ["id"]),
-        record_msg("parts", {"id": 1, "name": "before"}),
-        schema_msg("parts", wider, ["id"]),
-        record_msg("parts", {"id": 2, "name": "after", "extra": 1.25}),
+        schema_message("parts", PARTS, ["id"]),
+        record_message("parts", {"id": 1, "name": "before"}),
+        schema_message("parts", wider, ["id"]),
+        record_message("parts", {"id": 2, "name": "after", "extra": 1.25}),
     )
     done = warehouse.run(text)
     count("bad inputs")
@@ -294,9 +297,9 @@ def test_a_50_megabyte_text_value_lands_exactly(loaded):
     warehouse, _ = loaded
     big = ("0123456789abcdefghijklmnopqrstuvwxyzÄÖÜ€" * 1_400_000)[: 50 * 1024 * 1024 // 1]
     text = singer(
-        schema_msg("parts", PARTS, ["id"]),
-        record_msg("parts", {"id": 1, "name": big}),
-        record_msg("parts", {"id": 2, "name": "small"}),
+        schema_message("parts", PARTS, ["id"]),
+        record_message("parts", {"id": 1, "name": big}),
+        record_message("parts", {"id": 2, "name": "small"}),
     )
     done = warehouse.run(text)
     count("bad inputs")
@@ -314,7 +317,9 @@ def test_1600_columns_load_exactly(loaded):
     props = {"id": {"type": "integer"}} | {f"c{i}": {"type": ["string", "null"]}
                                            for i in range(1599)}  # fmt: skip
     values = {"id": 1} | {f"c{i}": str(i) for i in range(1599)}
-    done = warehouse.run(singer(schema_msg("wide", props, ["id"]), record_msg("wide", values)))
+    done = warehouse.run(
+        singer(schema_message("wide", props, ["id"]), record_message("wide", values))
+    )
     count("bad inputs")
     assert done.returncode == 0, done.stderr[-3000:]
     ((landed,),) = warehouse.db.query("SELECT to_jsonb(w) FROM raw.wide w")

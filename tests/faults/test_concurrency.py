@@ -18,19 +18,10 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from faultkit import (
-    Db,
-    Gate,
-    count,
-    finish,
-    install_gate,
-    note_wait,
-    record_msg,
-    remove_gate,
-    schema_msg,
-    singer,
-    wait_until,
-)
+
+from testkit.faults import Gate, count, finish, install_gate, note_wait, remove_gate, wait_until
+from testkit.postgres import Db
+from testkit.singer import record_message, schema_message, singer
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -53,9 +44,9 @@ STREAMS = ("bodies", "refills", "springs")  # the tables of a `meltano run`
 def items_text(generation: int, rows: int, *, first_id: int = 1) -> str:
     """One `items` stream: ids first_id.., values that differ per generation."""
     return singer(
-        schema_msg("items", ITEMS, ["id"]),
+        schema_message("items", ITEMS, ["id"]),
         *(
-            record_msg("items", {"id": i, "a": i * generation, "b": f"g{generation}-{i}"})
+            record_message("items", {"id": i, "a": i * generation, "b": f"g{generation}-{i}"})
             for i in range(first_id, first_id + rows)
         ),
     )

@@ -11,23 +11,21 @@ import json
 import subprocess
 
 import pytest
-from faultkit import (
-    Db,
+
+from testkit.faults import (
     Gate,
     assert_same_content,
     count,
-    executable,
     feed,
     finish,
     install_gate,
-    record_msg,
     remove_gate,
-    schema_msg,
-    singer,
-    state_msg,
     wait_for_backend,
     wait_until,
 )
+from testkit.postgres import Db
+from testkit.processes import executable
+from testkit.singer import record_message, schema_message, singer, state_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -36,9 +34,9 @@ PROPS = {"id": {"type": "integer"}, "label": {"type": ["string", "null"]}}
 
 def stream_text(generation: int, rows: int) -> str:
     return singer(
-        schema_msg("parts", PROPS, ["id"]),
-        *(record_msg("parts", {"id": i, "label": f"g{generation}"}) for i in range(rows)),
-        state_msg({"generation": generation}),
+        schema_message("parts", PROPS, ["id"]),
+        *(record_message("parts", {"id": i, "label": f"g{generation}"}) for i in range(rows)),
+        state_message({"generation": generation}),
     )
 
 
@@ -116,8 +114,8 @@ def test_bad_input_and_signals_never_print_the_password(with_password):
     warehouse, password = with_password
     assert warehouse.run(stream_text(1, 10)).returncode == 0
     bad = warehouse.run(stream_text(2, 5) + '{"type": "RECORD", "stream": "parts", "rec\n')
-    cast = warehouse.run(singer(schema_msg("parts", PROPS, ["id"]),
-                                record_msg("parts", {"id": "not a number"})))  # fmt: skip
+    cast = warehouse.run(singer(schema_message("parts", PROPS, ["id"]),
+                                record_message("parts", {"id": "not a number"})))  # fmt: skip
     process = warehouse.start()
     feed(process, stream_text(3, 50).rsplit("\n", 2)[0] + "\n")
     wait_until(lambda: warehouse.db.backends("target-warehouse-raw:parts:%"), "the load")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import signal
 
 import pytest
-from faultkit import (
-    Db,
+
+from testkit.faults import (
     Gate,
     HistoryRowLock,
     assert_same_content,
@@ -21,14 +21,12 @@ from faultkit import (
     feed,
     finish,
     install_gate,
-    record_msg,
     remove_gate,
-    schema_msg,
-    singer,
-    state_msg,
     wait_for_backend,
     wait_until,
 )
+from testkit.postgres import Db
+from testkit.singer import record_message, schema_message, singer, state_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -43,16 +41,16 @@ BINS = {"code": {"type": "string"}, "holds": {"type": ["integer", "null"]}}
 
 def parts_text(generation: int, rows: int) -> str:
     return singer(
-        schema_msg("parts", PARTS, ["id"]),
-        *(record_msg("parts", {"id": i, "qty": i * generation, "name": f"g{generation}-{i}",
+        schema_message("parts", PARTS, ["id"]),
+        *(record_message("parts", {"id": i, "qty": i * generation, "name": f"g{generation}-{i}",
                                "price": f"{i}.{generation:02d}"}) for i in range(1, rows + 1)),
     )  # fmt: skip
 
 
 def bins_text(generation: int, rows: int) -> str:
     return singer(
-        schema_msg("bins", BINS, ["code"]),
-        *(record_msg("bins", {"code": f"B{i}", "holds": i + generation}) for i in range(rows)),
+        schema_message("bins", BINS, ["code"]),
+        *(record_message("bins", {"code": f"B{i}", "holds": i + generation}) for i in range(rows)),
     )
 
 
@@ -60,7 +58,7 @@ def full_text(generation: int) -> str:
     """Both streams, parts first, and the STATE that covers them."""
     rows = 200 if generation == 1 else 260
     return (parts_text(generation, rows) + bins_text(generation, 40 + generation)
-            + singer(state_msg({"generation": generation})))  # fmt: skip
+            + singer(state_message({"generation": generation})))  # fmt: skip
 
 
 def expected_snapshot(fault_warehouse, text: str) -> dict[str, tuple[int, str]]:

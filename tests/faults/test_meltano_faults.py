@@ -26,19 +26,19 @@ import time
 
 import psycopg2
 import pytest
-from e2e_helpers import assert_warehouse_equals_sources
-from faultkit import (
+
+from testkit.faults import (
     GOOD_RUN_STATE_ID,
-    Db,
     Gate,
     HistoryRowLock,
     assert_old_or_new,
     count,
     install_gate,
     remove_gate,
-    start_meltano,
     wait_until,
 )
+from testkit.pipeline import assert_warehouse_equals_sources, start_meltano
+from testkit.postgres import Db
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.fault, pytest.mark.slow]
 

@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 
 import psycopg2
 import pytest
-from faultkit import count, record_msg, singer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from testkit.faults import count
+from testkit.singer import record_message, singer
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -96,7 +98,7 @@ def test_what_lands_equals_what_was_sent(fault_warehouse, case):
     text = singer(
         {"type": "SCHEMA", "stream": stream, "key_properties": ["_row"],
          "schema": {"type": "object", "properties": props}},
-        *(record_msg(stream, {"_row": i} | {n: (None if v is None else v[0])
+        *(record_message(stream, {"_row": i} | {n: (None if v is None else v[0])
                                           for n, v in zip(names, row, strict=True)})
           for i, row in enumerate(values)),
     )  # fmt: skip

@@ -8,15 +8,9 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-from tap_helpers import (
-    PRODUCTION_DDL,
-    PRODUCTION_ROWS,
-    SOURCES,
-    TAP_EXECUTABLE,
-    Factory,
-    TapRun,
-    run_sql,
-)
+
+from testkit.postgres import run_sql
+from testkit.tap import PRODUCTION_DDL, PRODUCTION_ROWS, SOURCES, TAP_EXECUTABLE, Factory, TapRun
 
 
 @pytest.fixture

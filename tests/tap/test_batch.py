@@ -11,7 +11,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from tap_helpers import TAP_EXECUTABLE, TapRun, terminate_tap_connections
+
+from testkit.tap import TAP_EXECUTABLE, TapRun, terminate_tap_connections
 
 pytestmark = pytest.mark.integration
 

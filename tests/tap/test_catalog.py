@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tap_helpers import run_sql
+
+from testkit.postgres import run_sql
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +149,8 @@ def test_stream_map_and_flattening(factory, run_tap):
 
 
 def test_fourth_source_by_configuration_only(factory, pg_server, make_database, run_tap):
-    from tap_helpers import PRODUCTION_DDL, PRODUCTION_ROWS, run_sql
+    from testkit.postgres import run_sql
+    from testkit.tap import PRODUCTION_DDL, PRODUCTION_ROWS
 
     pencils = make_database("pencils")
     run_sql(

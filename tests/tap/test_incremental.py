@@ -6,7 +6,8 @@ import json
 import subprocess
 
 import pytest
-from tap_helpers import TAP_EXECUTABLE, TapRun, terminate_tap_connections
+
+from testkit.tap import TAP_EXECUTABLE, TapRun, terminate_tap_connections
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from c_modules import without_c_modules
-from tap_helpers import TAP_EXECUTABLE, query, run_sql
+
+from testkit.c_modules import without_c_modules
+from testkit.postgres import query, run_sql
+from testkit.tap import TAP_EXECUTABLE
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,8 @@ import msgspec
 import psycopg2
 import psycopg2.extensions
 import pytest
-from c_modules import without_c_modules
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tap_helpers import run_sql
-from test_types import TYPES_DDL
 
 from tap_manufacturing import streams
 from tap_manufacturing.client import connect
@@ -24,6 +21,9 @@ from tap_manufacturing.config import SourceSettings
 from tap_manufacturing.discovery import describe_table
 from tap_manufacturing.streams import ROW_ALIAS, quote_ident
 from tap_manufacturing.types import select_expression
+from testkit.c_modules import without_c_modules
+from testkit.postgres import run_sql
+from testkit.tap import TYPES_DDL
 
 rekey = pytest.importorskip("tap_manufacturing._rekey", reason="no C compiler at install")
 

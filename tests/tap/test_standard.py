@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from singer_sdk.testing import get_tap_test_class
-from tap_helpers import SOURCES, create_production_databases, drop_databases
 
 from tap_manufacturing.tap import TapManufacturing
+from testkit.tap import SOURCES, create_production_databases, drop_databases
 
 CATALOG = json.loads((Path(__file__).parent / "data" / "production_catalog.json").read_text())
 

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tap_helpers import TAP_EXECUTABLE
+
+from testkit.tap import TAP_EXECUTABLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

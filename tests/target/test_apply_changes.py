@@ -8,7 +8,8 @@ ACTIVATE_VERSION.
 from __future__ import annotations
 
 import pytest
-from conftest import record, schema_message, singer
+
+from testkit.singer import record_message, schema_message, singer
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +35,12 @@ def state(lsn: int) -> dict:
 
 def row(key: int, name: str | None, lsn: int, note: str | None = "n", **extra) -> dict:
     data = {"id": key, "name": name, "note": note, "_sdc_lsn": lsn, "_sdc_deleted_at": None}
-    return record("parts", data, **extra)
+    return record_message("parts", data, **extra)
 
 
 def delete(key: int, lsn: int) -> dict:
     data = {"id": key, "name": None, "note": None, "_sdc_lsn": lsn, "_sdc_deleted_at": DELETED}
-    return record("parts", data)
+    return record_message("parts", data)
 
 
 def snapshot(*rows: tuple[int, str], version: int, lsn: int = 100) -> list[dict]:
@@ -107,7 +108,7 @@ def test_the_same_changes_applied_twice_give_the_same_table(loaded, run_target):
 def test_a_record_without_a_property_keeps_that_column(loaded, run_target):
     unchanged_note = {"id": 2, "name": "B", "_sdc_lsn": 300, "_sdc_deleted_at": None}
     run = run_target(
-        singer(schema(), row(2, "x", 290, note="new"), record("parts", unchanged_note))
+        singer(schema(), row(2, "x", 290, note="new"), record_message("parts", unchanged_note))
     )
     assert run.returncode == 0, run.stderr
     assert table(loaded)[1] == (2, "B", "new", 300, False)  # note kept from the row before

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import record, schema_message, singer
+
+from testkit.singer import record_message, schema_message, singer
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +49,8 @@ def batch(stream: str, *paths: Path, compression: str = "none", **extra) -> dict
 def test_batch_files_land_exactly_as_record_messages_and_are_deleted(
     warehouse, run_target, tmp_path
 ):
-    assert run_target(singer(schema_message("lines", PROPS, ["id"]),
-                             *(record("lines", row) for row in ROWS))).returncode == 0  # fmt: skip
+    records = (record_message("lines", row) for row in ROWS)
+    assert run_target(singer(schema_message("lines", PROPS, ["id"]), *records)).returncode == 0
     from_records = warehouse.query(ALL)
     plain = write_batch(tmp_path, "part-1", ROWS[:2])
     packed = write_batch(tmp_path, "part-2", ROWS[2:], gzipped=True)
@@ -73,7 +74,7 @@ def test_batch_of_a_version_that_is_never_activated_changes_nothing(
     # A tap that dies after some BATCH files of version V never sends ACTIVATE_VERSION V:
     # the end of input is then a truncation, exactly as with versioned RECORD messages.
     assert run_target(singer(schema_message("lines", PROPS, ["id"]),
-                             record("lines", ROWS[0]))).returncode == 0  # fmt: skip
+                             record_message("lines", ROWS[0]))).returncode == 0  # fmt: skip
     part = write_batch(tmp_path, "part-1", ROWS[1:])
     run = run_target(singer(schema_message("lines", PROPS, ["id"]),
                             batch("lines", part, version=VERSION)))  # fmt: skip
@@ -85,7 +86,7 @@ def test_batch_of_a_version_that_is_never_activated_changes_nothing(
 
 def test_a_bad_record_in_a_batch_file_is_named_by_file_and_record(warehouse, run_target, tmp_path):
     assert run_target(singer(schema_message("lines", PROPS, ["id"]),
-                             record("lines", ROWS[0]))).returncode == 0  # fmt: skip
+                             record_message("lines", ROWS[0]))).returncode == 0  # fmt: skip
     part = write_batch(tmp_path, "part-1", [ROWS[1], {"id": "seven", "name": "x"}])
     run = run_target(singer(schema_message("lines", PROPS, ["id"]), batch("lines", part)))
     assert run.returncode == 1
@@ -110,7 +111,7 @@ def test_unreadable_batches_fail_with_the_reason_and_change_nothing(
     warehouse, run_target, tmp_path, change, message
 ):
     assert run_target(singer(schema_message("lines", PROPS, ["id"]),
-                             record("lines", ROWS[0]))).returncode == 0  # fmt: skip
+                             record_message("lines", ROWS[0]))).returncode == 0  # fmt: skip
     part = write_batch(tmp_path, "part-1", ROWS[1:])
     run = run_target(singer(schema_message("lines", PROPS, ["id"]),
                             {**batch("lines", part), **change}))  # fmt: skip

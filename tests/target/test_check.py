@@ -8,7 +8,9 @@ import os
 import subprocess
 
 import pytest
-from conftest import executable, record, schema_message, singer
+
+from testkit.processes import executable
+from testkit.singer import record_message, schema_message, singer
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +30,7 @@ def test_check_counts_and_compares_sources(warehouse, run_target, make_database,
         )
     conn_src.close()
     text = singer(schema_message("refills", {"id": {"type": "integer"}}, ["id"]),
-                  record("refills", {"id": 1}), record("refills", {"id": 2}))  # fmt: skip
+                  record_message("refills", {"id": 1}), record_message("refills", {"id": 2}))  # fmt: skip
     assert run_target(text).returncode == 0
     sources = {"refills": {"host": pg_server.host, "port": pg_server.port, "database": source_db}}
     config = {**warehouse.config, "check_sources": sources}
@@ -56,7 +58,7 @@ def test_check_counts_and_compares_sources(warehouse, run_target, make_database,
     # a mismatch
     assert (
         run_target(
-            text.replace('{"id": 2}', '{"id": 3}') + singer(record("refills", {"id": 4}))
+            text.replace('{"id": 2}', '{"id": 3}') + singer(record_message("refills", {"id": 4}))
         ).returncode
         == 0
     )
@@ -89,7 +91,7 @@ def test_check_reaches_sources_with_their_sslmode_and_timeout(warehouse, run_tar
         cursor.execute("CREATE TABLE bodies_production AS SELECT 1 AS id")
     conn_src.close()
     text = singer(schema_message("bodies", {"id": {"type": "integer"}}, ["id"]),
-                  record("bodies", {"id": 1}))  # fmt: skip
+                  record_message("bodies", {"id": 1}))  # fmt: skip
     assert run_target(text).returncode == 0
     source = {"host": pg_server.host, "port": pg_server.port, "database": source_db,
               "sslmode": "disable", "connect_timeout": 3}  # fmt: skip

@@ -12,7 +12,9 @@ import time
 
 import psycopg2
 import pytest
-from conftest import executable, record, schema_message, singer
+
+from testkit.processes import executable
+from testkit.singer import record_message, schema_message, singer
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +24,7 @@ PROPS = {"id": {"type": "integer"}, "qty": {"type": ["integer", "null"]},
 
 def good(n: int = 3) -> str:
     return singer(schema_message("parts", PROPS, ["id"]),
-                  *(record("parts", {"id": i, "qty": i, "price": 1.5}) for i in range(1, n + 1)),
+                  *(record_message("parts", {"id": i, "qty": i, "price": 1.5}) for i in range(1, n + 1)),
                   {"type": "STATE", "value": {"parts": n}})  # fmt: skip
 
 
@@ -54,7 +56,7 @@ def test_bad_input_fails_with_stream_line_problem_and_keeps_the_table(warehouse,
     assert run_target(good(3)).returncode == 0
     line, message = BAD[case]
     text = singer(schema_message("parts", PROPS, ["id"]),
-                  record("parts", {"id": 100, "qty": 1}), line,
+                  record_message("parts", {"id": 100, "qty": 1}), line,
                   {"type": "STATE", "value": {"parts": 100}})  # fmt: skip
     run = run_target(text, config={"password": "never-print-me"})
     assert run.returncode == 1
@@ -66,7 +68,7 @@ def test_bad_input_fails_with_stream_line_problem_and_keeps_the_table(warehouse,
 
 
 def test_error_in_a_later_batch_names_the_right_line(warehouse, run_target):
-    rows = [record("parts", {"id": i, "qty": i}) for i in range(1, 2001)]
+    rows = [record_message("parts", {"id": i, "qty": i}) for i in range(1, 2001)]
     rows[1500]["record"]["price"] = "oops"
     run = run_target(singer(schema_message("parts", PROPS, ["id"]), *rows),
                      config={"batch_size_rows": 700})  # fmt: skip
@@ -94,7 +96,9 @@ def _slow_feed(warehouse, n: int, *, batch: int = 2000):
     )  # fmt: skip
     header = singer(schema_message("parts", PROPS, ["id"]))
     process.stdin.write(header.encode())
-    body = singer(*(record("parts", {"id": i, "qty": i, "price": 2}) for i in range(1, n + 1)))
+    body = singer(
+        *(record_message("parts", {"id": i, "qty": i, "price": 2}) for i in range(1, n + 1))
+    )
     process.stdin.write(body.encode())
     process.stdin.write(singer({"type": "STATE", "value": {"parts": "new"}}).encode())
     process.stdin.flush()
@@ -227,7 +231,7 @@ def test_two_loads_of_one_stream_do_not_interleave(warehouse, run_target):
 def _bins(version: int | None, n: int, *, close: bool) -> list[dict]:
     extra = {} if version is None else {"version": version}
     messages: list[dict] = [schema_message("bins", {"code": {"type": "string"}}, ["code"])]
-    messages += [record("bins", {"code": f"{version}-{i}"}, **extra) for i in range(n)]
+    messages += [record_message("bins", {"code": f"{version}-{i}"}, **extra) for i in range(n)]
     if close:
         messages.append({"type": "ACTIVATE_VERSION", "stream": "bins", "version": version})
     return messages
@@ -239,7 +243,7 @@ def test_a_failure_at_the_last_flush_rolls_back_every_open_stream(warehouse, run
     # bins is complete and open (no ACTIVATE_VERSION); the cast error in parts' last batch is
     # only found when that batch is loaded at end of input, before anything is committed.
     text = singer(*_bins(None, 5, close=False), schema_message("parts", PROPS, ["id"]),
-                  record("parts", {"id": 1, "price": "abc"}))  # fmt: skip
+                  record_message("parts", {"id": 1, "price": "abc"}))  # fmt: skip
     run = run_target(text)
     assert run.returncode == 1
     assert "stream 'parts', input line 8, column 'price'" in run.stderr
@@ -271,7 +275,9 @@ def test_input_that_ends_before_the_closing_activate_version_is_refused(warehous
 
 def test_too_many_columns_is_one_clear_error(warehouse, run_target):
     props = {"id": {"type": "integer"}} | {f"c{i}": {"type": "integer"} for i in range(1600)}
-    run = run_target(singer(schema_message("wide", props, ["id"]), record("wide", {"id": 1})))
+    run = run_target(
+        singer(schema_message("wide", props, ["id"]), record_message("wide", {"id": 1}))
+    )
     assert run.returncode == 1
     assert (
         "stream 'wide', input line 1: the schema has 1601 columns; PostgreSQL tables can have "

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import record, schema_message, singer
+
+from testkit.singer import record_message, schema_message, singer
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def orders_input(*rows: tuple[int, str, int]) -> str:
     return singer(
         schema_message("public-orders", PROPERTIES, ["order_id"]),
         *(
-            record("public-orders", {"order_id": i, "Customer Name": n, "order": o})
+            record_message("public-orders", {"order_id": i, "Customer Name": n, "order": o})
             for i, n, o in rows
         ),
     )
@@ -120,7 +121,7 @@ def test_a_legacy_column_of_a_table_with_an_unchanged_name(warehouse, run_target
              "made": {"type": ["string", "null"], "format": "date"}}  # fmt: skip
     text = singer(
         schema_message("lots", props, ["id"]),
-        record("lots", {"id": 1, "Lot Code": "L-1", "user": "ada", "made": "2024-05-01"}),
+        record_message("lots", {"id": 1, "Lot Code": "L-1", "user": "ada", "made": "2024-05-01"}),
     )
     refused = run_target(text)
     assert refused.returncode == 1
@@ -147,7 +148,7 @@ def test_names_that_are_in_use_today_are_never_taken_for_legacy_ones(warehouse, 
              "order_": {"type": ["integer", "null"]}}  # fmt: skip
     text = singer(
         schema_message("lines", props, ["id"]),
-        record("lines", {"id": 1, "order": 5, "order_": 6}),
+        record_message("lines", {"id": 1, "order": 5, "order_": 6}),
     )
     run = run_target(text)
     assert run.returncode == 0, run.stderr
@@ -159,11 +160,11 @@ def test_names_that_are_in_use_today_are_never_taken_for_legacy_ones(warehouse, 
     assert warehouse.table("lines") == [(1, 6, 5)]
     other = {"id": {"type": "integer"}}
     first = singer(
-        schema_message("public_orders", other, ["id"]), record("public_orders", {"id": 7})
+        schema_message("public_orders", other, ["id"]), record_message("public_orders", {"id": 7})
     )
     assert run_target(first).returncode == 0
     second = singer(
-        schema_message("public-orders", other, ["id"]), record("public-orders", {"id": 8})
+        schema_message("public-orders", other, ["id"]), record_message("public-orders", {"id": 8})
     )
     run = run_target(second, config={"rename_legacy_names": True})
     assert run.returncode == 0, run.stderr

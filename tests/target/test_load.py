@@ -7,18 +7,21 @@ import datetime as dt
 import json
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from c_modules import without_c_modules
-from conftest import DATA, record, schema_message, singer
 
+from testkit.c_modules import without_c_modules
+from testkit.singer import record_message, schema_message, singer
+
+DATA = Path(__file__).parent / "data"
 pytestmark = pytest.mark.integration
 
 
 def orders(*rows: tuple[int, str], state: int | None = None) -> str:
     messages = [schema_message("orders", {"id": {"type": "integer"}, "name": {"type": "string"}},
                                ["id"])]  # fmt: skip
-    messages += [record("orders", {"id": i, "name": n}) for i, n in rows]
+    messages += [record_message("orders", {"id": i, "name": n}) for i, n in rows]
     if state is not None:
         messages.append({"type": "STATE", "value": {"orders": state}})
     return singer(*messages)
@@ -121,7 +124,7 @@ def test_values_round_trip_exactly_into_hinted_types(warehouse, run_target):
          "arr2": None, "u": None, "m": 0, "vc": "", "bogus": ""},
     ]  # fmt: skip
     run = run_target(singer(schema_message("typed", props, ["id"]),
-                            *(record("typed", r) for r in rows)))  # fmt: skip
+                            *(record_message("typed", r) for r in rows)))  # fmt: skip
     assert run.returncode == 0, run.stderr
     types = dict(warehouse.columns("typed"))
     assert types["n"] == "numeric(10,4)"
@@ -152,9 +155,9 @@ def test_upsert_last_wins_and_schema_growth_adds_a_column(warehouse, run_target)
     grown = singer(
         schema_message("orders", {"id": {"type": "integer"}, "name": {"type": "string"},
                                   "qty": {"type": ["integer", "null"]}}, ["id"]),
-        record("orders", {"id": 2, "name": "B1", "qty": 1}),
-        record("orders", {"id": 3, "name": "c", "qty": 3}),
-        record("orders", {"id": 2, "name": "B2", "qty": 2}),
+        record_message("orders", {"id": 2, "name": "B1", "qty": 1}),
+        record_message("orders", {"id": 3, "name": "c", "qty": 3}),
+        record_message("orders", {"id": 2, "name": "B2", "qty": 2}),
         {"type": "STATE", "value": {"orders": 9}},
     )  # fmt: skip
     run = run_target(grown, config=cfg)
@@ -165,7 +168,9 @@ def test_upsert_last_wins_and_schema_growth_adds_a_column(warehouse, run_target)
 
 
 def test_upsert_needs_key_properties(warehouse, run_target):
-    text = singer(schema_message("nokey", {"id": {"type": "integer"}}), record("nokey", {"id": 1}))
+    text = singer(
+        schema_message("nokey", {"id": {"type": "integer"}}), record_message("nokey", {"id": 1})
+    )
     run = run_target(text, config={"load_method": "upsert"})
     assert run.returncode == 1
     assert "stream 'nokey', input line 1: load_method 'upsert' needs key properties" in run.stderr
@@ -184,7 +189,7 @@ def _versioned(version: int, rows: list[tuple[int, str]], *, leading: bool, trai
                                ["id"])]  # fmt: skip
     if leading:
         messages.append({"type": "ACTIVATE_VERSION", "stream": "items", "version": version})
-    messages += [record("items", {"id": i, "v": v}, version=version) for i, v in rows]
+    messages += [record_message("items", {"id": i, "v": v}, version=version) for i, v in rows]
     if trailing:
         messages.append({"type": "ACTIVATE_VERSION", "stream": "items", "version": version})
     return singer(*messages)
@@ -229,7 +234,7 @@ def test_activate_version_upsert_removes_old_versions_after_commit(
 def test_record_metadata_columns(warehouse, run_target):
     text = singer(
         schema_message("meta", {"id": {"type": "integer"}}, ["id"]),
-        record("meta", {"id": 1}, version=7, time_extracted="2024-05-01T00:00:00Z"),
+        record_message("meta", {"id": 1}, version=7, time_extracted="2024-05-01T00:00:00Z"),
         {"type": "ACTIVATE_VERSION", "stream": "meta", "version": 7},
     )
     assert run_target(text, config={"add_record_metadata": True}).returncode == 0
@@ -263,7 +268,7 @@ def test_copy_text_escaping_and_array_literals_round_trip(warehouse, run_target)
         for i, value in enumerate(texts)
     ]  # fmt: skip
     rows.append({"id": 99, "t": None, "tags": [], "grid": None, "doc": None})
-    text = singer(schema_message("esc", props, ["id"]), *(record("esc", r) for r in rows))
+    text = singer(schema_message("esc", props, ["id"]), *(record_message("esc", r) for r in rows))
     assert run_target(text).returncode == 0
     got = warehouse.query("SELECT id, t, tags, grid::text, doc FROM raw.esc ORDER BY id")
     for (i, t, tags, grid, doc), value in zip(got[:-1], texts, strict=True):
@@ -320,12 +325,14 @@ def test_single_pass_and_general_record_paths_load_the_same_table(warehouse, run
         {"id": 4, "n": 10, "extra": "ignored"},
     ]
     query = "SELECT id, t, n::text, ok, tags, doc FROM raw.same ORDER BY id"
-    compact = [json.dumps(record("same", r, version=5), separators=(",", ":")) for r in rows]
+    compact = [
+        json.dumps(record_message("same", r, version=5), separators=(",", ":")) for r in rows
+    ]
     activate = {"type": "ACTIVATE_VERSION", "stream": "same", "version": 5}
     schema = schema_message("same", MIXED_PROPERTIES, ["id"])
     assert run_target(singer(schema, *compact, activate)).returncode == 0
     single_pass = warehouse.query(query)
-    spaced = [record("same", r, version=5) for r in rows]
+    spaced = [record_message("same", r, version=5) for r in rows]
     assert run_target(singer(schema, *spaced, activate)).returncode == 0
     assert warehouse.query(query) == single_pass
     assert [row[0] for row in single_pass] == [1, 2, 3, 4]
@@ -339,7 +346,7 @@ def test_without_its_c_converter_the_target_loads_the_same_table(warehouse, run_
         {"id": 2, "t": "ünï😀", "n": "NaN", "ok": None, "tags": [], "doc": {"k": [1, "\n"]}},
         {"id": 3, "n": -7e-3},
     ]
-    lines = [json.dumps(record("c", r, version=9), separators=(",", ":")) for r in rows]
+    lines = [json.dumps(record_message("c", r, version=9), separators=(",", ":")) for r in rows]
     text = singer(
         schema_message("c", MIXED_PROPERTIES, ["id"]),
         *lines,

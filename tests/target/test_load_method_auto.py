@@ -7,7 +7,8 @@ version) must never replace a table: that would delete every row the run did not
 from __future__ import annotations
 
 import pytest
-from conftest import record, schema_message, singer
+
+from testkit.singer import record_message, schema_message, singer
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +20,7 @@ def full_table(*rows: tuple[int, str, int], version: int = 1) -> str:
     return singer(
         schema_message("orders", PROPERTIES, ["id"]),
         *(
-            record("orders", {"id": i, "name": n, "updated": u}, version=version)
+            record_message("orders", {"id": i, "name": n, "updated": u}, version=version)
             for i, n, u in rows
         ),
         {"type": "ACTIVATE_VERSION", "stream": "orders", "version": version},
@@ -34,7 +35,7 @@ def incremental(*rows: tuple[int, str, int], keys: list[str] | None = None) -> s
     last = max((u for _, _, u in rows), default=0)
     return singer(
         schema,
-        *(record("orders", {"id": i, "name": n, "updated": u}) for i, n, u in rows),
+        *(record_message("orders", {"id": i, "name": n, "updated": u}) for i, n, u in rows),
         {"type": "STATE", "value": {"bookmarks": {"orders": {"replication_key_value": last}}}},
     )
 
@@ -70,7 +71,7 @@ def test_a_complete_extract_still_replaces_the_table(warehouse, run_target):
     assert warehouse.table("orders") == [(2, "B", 2)]
     plain = singer(
         schema_message("orders", PROPERTIES, ["id"]),
-        record("orders", {"id": 9, "name": "z", "updated": 3}),
+        record_message("orders", {"id": 9, "name": "z", "updated": 3}),
     )
     assert run_target(plain).returncode == 0
     assert warehouse.table("orders") == [(9, "z", 3)]
@@ -106,7 +107,7 @@ def test_overwrite_of_a_partial_extract_is_refused_and_changes_nothing(warehouse
 def test_a_per_stream_load_method_overrides_the_global_one(warehouse, run_target):
     other = singer(
         schema_message("parts", {"id": {"type": "integer"}}, ["id"]),
-        record("parts", {"id": 1}),
+        record_message("parts", {"id": 1}),
     )
     config = {"stream_load_methods": {"parts": "upsert"}}
     assert run_target(full_table((1, "a", 1)) + other, config=config).returncode == 0

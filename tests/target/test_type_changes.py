@@ -7,9 +7,9 @@ value arrived rounded to four places, exit 0.
 from __future__ import annotations
 
 import pytest
-from conftest import record, schema_message, singer
 
 from target_warehouse_raw.schema.type_change import canonical, holds, plan
+from testkit.singer import record_message, schema_message, singer
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,10 @@ def _stream(sql_type: str, *values: str, version: int = 1) -> str:
     }
     return singer(
         schema_message("lines", props, ["id"]),
-        *(record("lines", {"id": i, "ink_ml": v}, version=version) for i, v in enumerate(values)),
+        *(
+            record_message("lines", {"id": i, "ink_ml": v}, version=version)
+            for i, v in enumerate(values)
+        ),
         {"type": "ACTIVATE_VERSION", "stream": "lines", "version": version},
     )
 
@@ -118,10 +121,12 @@ def test_a_narrowed_numeric_column_is_refused_and_the_table_kept(warehouse, run_
 def test_a_column_the_stream_no_longer_sends_is_kept_and_said(warehouse, run_target):
     props = {"id": {"type": "integer"}, "name": {"type": "string"}, "gone": {"type": "string"}}
     first = singer(schema_message("parts", props, ["id"]),
-                   record("parts", {"id": 1, "name": "a", "gone": "x"}))  # fmt: skip
+                   record_message("parts", {"id": 1, "name": "a", "gone": "x"}))  # fmt: skip
     assert run_target(first).returncode == 0
     del props["gone"]
-    second = singer(schema_message("parts", props, ["id"]), record("parts", {"id": 2, "name": "b"}))
+    second = singer(
+        schema_message("parts", props, ["id"]), record_message("parts", {"id": 2, "name": "b"})
+    )
     run = run_target(second)
     assert run.returncode == 0, run.stderr
     assert (

@@ -4,7 +4,8 @@ space reused (this machine's PostgreSQL, like many, runs with autovacuum off).""
 from __future__ import annotations
 
 import pytest
-from conftest import record, schema_message, singer
+
+from testkit.singer import record_message, schema_message, singer
 
 pytestmark = pytest.mark.integration
 
@@ -13,7 +14,7 @@ def _load(rows: int, run: int) -> str:
     props = {"id": {"type": "integer"}, "payload": {"type": "string"}}
     return singer(
         schema_message("parts", props, ["id"]),
-        *(record("parts", {"id": i, "payload": f"run {run} row {i} " + "x" * 80})
+        *(record_message("parts", {"id": i, "payload": f"run {run} row {i} " + "x" * 80})
           for i in range(rows)),
     )  # fmt: skip
 

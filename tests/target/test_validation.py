@@ -5,7 +5,8 @@ input line and column; records that the rules allow are never refused."""
 from __future__ import annotations
 
 import pytest
-from conftest import record, schema_message, singer
+
+from testkit.singer import record_message, schema_message, singer
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,7 @@ SCHEMA = schema_message("items", PROPS, ["id"], required=["label"])
 
 
 def _good(i: int) -> dict:
-    return record("items", {"id": i, "n": i, "label": f"l{i}", "amount": 1.25})
+    return record_message("items", {"id": i, "n": i, "label": f"l{i}", "amount": 1.25})
 
 
 BAD = {
@@ -51,7 +52,7 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_record_is_refused_with_stream_line_and_column(warehouse, run_target, case):
     data, message = BAD[case]
-    text = singer(SCHEMA, _good(1), _good(2), record("items", data), _good(4),
+    text = singer(SCHEMA, _good(1), _good(2), record_message("items", data), _good(4),
                   {"type": "STATE", "value": {"items": 4}})  # fmt: skip
     run = run_target(text)
     assert run.returncode == 1
@@ -72,7 +73,7 @@ def test_allowed_values_are_never_refused(warehouse, run_target):
         schema_message("items", props, ["id"], required=["label"]),
         '{"type": "RECORD", "stream": "items", "record": {"id": 1, "n": 1000000000000000000000000000000, "label": null, "amount": 1e400, "extra": [1, {"a": null}]}}',
         '{"type": "RECORD", "stream": "items", "record": {"id": 2, "n": "bad", "n": 7, "label": "y"}}',
-        record("items", {"id": 3, "label": "z", "unknown": {"deep": [1]}}),
+        record_message("items", {"id": 3, "label": "z", "unknown": {"deep": [1]}}),
     )  # fmt: skip
     run = run_target(text)
     assert run.returncode == 0, run.stderr[-2000:]

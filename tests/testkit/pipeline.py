@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,27 +13,9 @@ import yaml
 
 from pen_factory import demo_data
 from pen_factory.embedded import ServerAddress
+from testkit.processes import PROJECT_ROOT, clean_environment, meltano_executable
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_ROWS = 300
-_PIPELINE_PREFIXES = ("REFILLS_", "BODIES_", "SPRINGS_", "WAREHOUSE_", "TAP_MANUFACTURING_",
-                      "TARGET_WAREHOUSE_RAW_", "MELTANO_", "DBT_")  # fmt: skip
-
-
-def meltano_executable() -> str:
-    """`meltano` beside the interpreter running the tests, else the one on PATH."""
-    beside = Path(sys.executable).parent / "meltano"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("meltano")
-    if found is None:
-        pytest.fail("meltano is not installed (python3 run.py test installs it)")
-    return found
-
-
-def clean_environment() -> dict[str, str]:
-    """The current environment without any pipeline or Meltano variable."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(_PIPELINE_PREFIXES)}
 
 
 @dataclass
@@ -65,6 +44,8 @@ class Pipeline:
     meltano_sys_dir: Path
     schema: str = "raw"
     runs: list[MeltanoResult] = field(default_factory=list)
+    started: list[subprocess.Popen] = field(default_factory=list)
+    """Background meltano runs (start_meltano), for the fixture to stop at the end."""
 
     def meltano(self, *args: str, check: bool = True, timeout: float = 300) -> MeltanoResult:
         """Run `meltano ARGS` in the project with this pipeline's environment."""
@@ -251,3 +232,18 @@ def pipeline_environment(
         env[f"{prefix}_DB"] = endpoint.database
         env[f"{prefix}_USER"] = endpoint.user
     return env
+
+
+def start_meltano(pipeline, *args: str) -> subprocess.Popen:
+    """Start `meltano ARGS` in its own process group (so the whole run can be signalled)."""
+    process = subprocess.Popen(
+        [meltano_executable(), *args],
+        cwd=PROJECT_ROOT,
+        env=pipeline.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    pipeline.started.append(process)
+    return process

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from e2e_helpers import PROJECT_ROOT, Pipeline, clean_environment, meltano_executable
+
+from testkit.pipeline import Pipeline
+from testkit.processes import PROJECT_ROOT, clean_environment, meltano_executable
 
 DBT_PLUGIN = "dbt-postgres"
 MODELS_SCHEMA = "analytics"

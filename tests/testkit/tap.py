@@ -12,6 +12,8 @@ from typing import Any
 
 import psycopg2
 
+from testkit.postgres import run_sql
+
 SOURCES = ("refills", "bodies", "springs")
 
 PRODUCTION_DDL = """
@@ -59,28 +61,6 @@ SELECT i,
        jsonb_build_object('machine', 'M' || (i % 12), 'speed', (i % 30) / 2.0)
 FROM generate_series({start}, {stop}) AS i
 """
-
-
-def run_sql(dsn: str, *statements: str, params: Any = None) -> None:
-    """Run statements in one transaction."""
-    connection = psycopg2.connect(dsn)
-    try:
-        with connection, connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement, params)
-    finally:
-        connection.close()
-
-
-def query(dsn: str, sql: str, params: Any = None) -> list[tuple]:
-    """Rows of one query."""
-    connection = psycopg2.connect(dsn)
-    try:
-        with connection, connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    finally:
-        connection.close()
 
 
 @dataclass
@@ -201,3 +181,65 @@ def terminate_tap_connections(dsn: str, source: str) -> None:
             )
     finally:
         killer.close()
+
+
+# A table of every type the tap carries (the type tests, the re-keying and LOG_BASED tests).
+TYPES_DDL = """
+CREATE TYPE mood AS ENUM ('ok', 'needs check', 'scrap');
+CREATE DOMAIN positive_mm AS numeric(8,3) CHECK (VALUE > 0);
+CREATE TYPE dimension AS (width numeric, label text);
+CREATE TABLE refills_production (
+    id integer PRIMARY KEY,
+    n_exact numeric(10,4),
+    n_free numeric,
+    f4 real,
+    f8 double precision,
+    ts_tz timestamptz,
+    ts timestamp,
+    d date,
+    t time,
+    t_tz timetz,
+    iv interval,
+    u uuid,
+    ip inet,
+    net cidr,
+    mac macaddr,
+    bits bit(4),
+    rng int4range,
+    b bytea,
+    j json,
+    jb jsonb,
+    ints integer[],
+    texts text[],
+    m mood,
+    dm positive_mm,
+    comp dimension,
+    cash money,
+    ok boolean,
+    code varchar(5),
+    fixed char(3),
+    big bigint,
+    small smallint
+);
+INSERT INTO refills_production VALUES
+(1, 12.3400, 123456789012345678901234567890.123456789, 0.1, 0.1,
+ '2024-01-02 03:04:05.123456+02', '2024-01-02 03:04:05.123456', '2024-01-02', '03:04:05.5',
+ '03:04:05+02', '1 year 2 mons 3 days 04:05:06.5', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+ '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', B'1010', '[1,5)', '\\x00ff10',
+ '{"b": 1, "a": [1, 2.50]}', '{"k": "v\\"q", "u": "é€"}', '{{1,2},{3,4}}',
+ '{"ink", NULL, "tip \\"x\\""}', 'needs check', 2.5, ROW(1.50, 'w'), 1234.56, true, 'ab',
+ 'x', 9223372036854775807, -32768),
+(2, 'NaN', 'Infinity', 'Infinity', '-Infinity', 'infinity', '-infinity', '4713-01-01 BC',
+ '24:00:00', '00:00:00-14:59', '-3 days -00:00:00.000001', '00000000-0000-0000-0000-000000000000',
+ '::1', '2001:db8::/32', '00:00:00:00:00:00', B'0000', 'empty', '\\x',
+ '[]', '[]', '{}', '{}', 'ok', 0.001, ROW(NULL, NULL), -0.01, false, '', '   ',
+ -9223372036854775808, 0),
+(3, -0.0001, '-Infinity', 'NaN', 'NaN', '12345-06-07 08:09:10.000001+00',
+ '0044-03-15 12:00:00 BC', '12345-01-01', '23:59:59.999999', '12:00:00+14', '0 seconds',
+ NULL, NULL, NULL, NULL, NULL, '(,3]', '\\x0a0d00', '"text with \\n newline"',
+ '{"nested": {"deep": [true, false, null]}, "num": 1e-7}', '{{NULL,2},{3,NULL}}',
+ '{"a,b", "{braces}"}', 'scrap', 99999.999, NULL, NULL, NULL, 'abcde', 'abc', NULL, NULL),
+(4, NULL, NULL, NULL, 1.5e300, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+ NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+ NULL);
+"""

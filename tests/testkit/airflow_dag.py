@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e_helpers import MeltanoResult, Pipeline
+from testkit.pipeline import MeltanoResult, Pipeline
 
 DAG_ID = "meltano_manufacturing-el-daily"
 REFILLS_TASK = "tap-manufacturing--refills_target-warehouse-raw"

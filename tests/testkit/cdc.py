@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from tap_helpers import PRODUCTION_DDL, PRODUCTION_ROWS, TAP_EXECUTABLE, TapRun, query, run_sql
 
 from pen_factory.embedded import ServerAddress
+from testkit.postgres import query, run_sql
+from testkit.tap import PRODUCTION_DDL, PRODUCTION_ROWS, TAP_EXECUTABLE, TapRun
 
 LOGICAL_OPTIONS = (
     "-c wal_level=logical -c max_replication_slots=50 -c max_wal_senders=50 "
@@ -87,8 +88,13 @@ def create_cdc_source(server: ServerAddress, rows: int = 20) -> CdcSource:
 
 
 def drop_cdc_source(source: CdcSource) -> None:
-    """Drop the database and every slot on it (a database with a slot cannot be dropped)."""
-    admin = psycopg2.connect(source.server.dsn())
+    """Drop the source's database and every slot on it."""
+    drop_database_with_slots(source.server, source.database)
+
+
+def drop_database_with_slots(server: ServerAddress, database: str) -> None:
+    """Drop a database and every slot on it (a database with a slot cannot be dropped)."""
+    admin = psycopg2.connect(server.dsn())
     admin.autocommit = True
     try:
         with admin.cursor() as cursor:
@@ -97,11 +103,11 @@ def drop_cdc_source(source: CdcSource) -> None:
                 cursor.execute(
                     "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
                     "WHERE database = %s AND active_pid IS NOT NULL",
-                    (source.database,),
+                    (database,),
                 )
                 cursor.execute(
                     "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s",
-                    (source.database,),
+                    (database,),
                 )
                 slots = cursor.fetchall()
                 for slot, pid in slots:
@@ -110,7 +116,7 @@ def drop_cdc_source(source: CdcSource) -> None:
                 if all(pid is None for _slot, pid in slots) or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
-            cursor.execute(f'DROP DATABASE IF EXISTS "{source.database}" WITH (FORCE)')
+            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     finally:
         admin.close()
 

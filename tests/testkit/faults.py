@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
-import pytest
+
+from testkit.postgres import Db
+from testkit.processes import executable
+from testkit.target import Run, pipe_into_target
 
 FAULTS_DIR = Path(__file__).parent
 GOOD_RUN_STATE_ID = "dev:tap-manufacturing-to-target-warehouse-raw"  # Meltano's state id of the job
@@ -55,126 +56,7 @@ def note_wait(seconds: float) -> None:
     FIGURES["longest reader wait (s)"] = max(FIGURES["longest reader wait (s)"], seconds)
 
 
-# --- executables ----------------------------------------------------------------------------
-
-
-def executable(name: str) -> str:
-    """A console script installed next to the running interpreter (or on PATH)."""
-    candidate = Path(sys.executable).parent / name
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed")
-    return found
-
-
-# --- Singer text ----------------------------------------------------------------------------
-
-
-def line(message: dict | str) -> str:
-    """One Singer line (a dict is dumped, a string taken as is)."""
-    return (message if isinstance(message, str) else json.dumps(message)) + "\n"
-
-
-def singer(*messages: dict | str) -> str:
-    """Singer text from messages."""
-    return "".join(line(m) for m in messages)
-
-
-def schema_msg(stream: str, properties: dict, keys: list[str] | None = None) -> dict:
-    """A SCHEMA message."""
-    return {
-        "type": "SCHEMA",
-        "stream": stream,
-        "key_properties": keys or [],
-        "schema": {"type": "object", "properties": properties},
-    }
-
-
-def record_msg(stream: str, data: dict) -> dict:
-    """A RECORD message."""
-    return {"type": "RECORD", "stream": stream, "record": data}
-
-
-def state_msg(value: dict) -> dict:
-    """A STATE message."""
-    return {"type": "STATE", "value": value}
-
-
 # --- the warehouse ----------------------------------------------------------------------------
-
-
-@dataclass
-class Db:
-    """One database on the test server, queried in fresh UTC connections."""
-
-    dsn: str
-    schema: str = "raw"
-
-    def connect(self) -> psycopg2.extensions.connection:
-        conn = psycopg2.connect(self.dsn, application_name="fault-tests")
-        with conn.cursor() as cursor:
-            cursor.execute("SET TimeZone = 'UTC'")
-        conn.commit()
-        return conn
-
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        conn = self.connect()
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            conn.commit()
-            conn.close()
-
-    def execute(self, sql: str) -> None:
-        conn = self.connect()
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql)
-        finally:
-            conn.close()
-
-    def tables(self) -> list[str]:
-        """Tables of the warehouse schema, without the load history."""
-        rows = self.query(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname <> '_load_history' "
-            "ORDER BY 1",
-            (self.schema,),
-        )
-        return [name for (name,) in rows]
-
-    def checksum(self, table: str) -> tuple[int, str]:
-        """(rows, md5 of every row's text form in a stable order) of one table."""
-        qualified = f'"{self.schema}"."{table}"'
-        ((rows, digest),) = self.query(
-            f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
-            f"FROM {qualified} t"
-        )
-        return int(rows), str(digest)
-
-    def snapshot(self) -> dict[str, tuple[int, str]]:
-        """Checksum of every table in the schema."""
-        return {table: self.checksum(table) for table in self.tables()}
-
-    def history(self) -> list[tuple]:
-        return self.query(
-            f'SELECT stream, status, rows, error FROM "{self.schema}"._load_history ORDER BY id'
-        )
-
-    def backends(self, pattern: str) -> list[tuple[int, str, str | None, str, str]]:
-        """(pid, application_name, wait_event_type, query, state) of sessions LIKE pattern,
-        in this database only: other test runs on the same server have sessions of that name."""
-        return self.query(
-            "SELECT pid, application_name, wait_event_type, query, state FROM pg_stat_activity "
-            "WHERE application_name LIKE %s AND pid <> pg_backend_pid() "
-            "AND datname = current_database()",
-            (pattern,),
-        )
 
 
 def assert_same_content(
@@ -297,19 +179,6 @@ class HistoryRowLock:
 
 
 @dataclass
-class Done:
-    """What one finished process produced."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def states(self) -> list[dict]:
-        return [json.loads(text) for text in self.stdout.splitlines() if text.strip()]
-
-
-@dataclass
 class FaultWarehouse:
     """A fresh warehouse database, the target's config, and ways to run the target."""
 
@@ -334,17 +203,9 @@ class FaultWarehouse:
         self.processes.append(process)
         return process
 
-    def run(self, text: str | bytes, *, timeout: float = 180, **extra: object) -> Done:
+    def run(self, text: str | bytes, *, timeout: float = 180, **extra: object) -> Run:
         """Pipe Singer text into the target and wait for it."""
-        data = text.encode() if isinstance(text, str) else text
-        done = subprocess.run(
-            [executable("target-warehouse-raw"), "--config", str(self.config_file(**extra))],
-            input=data,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-        return Done(done.returncode, done.stdout.decode(), done.stderr.decode(errors="replace"))
+        return pipe_into_target(self.config_file(**extra), text, timeout=timeout)
 
 
 def feed(process: subprocess.Popen, text: str) -> None:
@@ -353,31 +214,14 @@ def feed(process: subprocess.Popen, text: str) -> None:
     process.stdin.flush()
 
 
-def finish(process: subprocess.Popen, *, close_input: bool = True, timeout: float = 120) -> Done:
+def finish(process: subprocess.Popen, *, close_input: bool = True, timeout: float = 120) -> Run:
     """(Close the input and) collect a process's output."""
     if close_input and process.stdin is not None:
         with contextlib.suppress(BrokenPipeError, ValueError):
             process.stdin.close()
         process.stdin = None
     out, err = process.communicate(timeout=timeout)
-    return Done(process.returncode, out.decode(), err.decode(errors="replace"))
-
-
-def start_meltano(pipeline, *args: str) -> subprocess.Popen:
-    """Start `meltano ARGS` in its own process group (so the whole run can be signalled)."""
-    from e2e_helpers import PROJECT_ROOT, meltano_executable
-
-    process = subprocess.Popen(
-        [meltano_executable(), *args],
-        cwd=PROJECT_ROOT,
-        env=pipeline.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    pipeline.started.append(process)
-    return process
+    return Run(process.returncode, out.decode(), err.decode(errors="replace"))
 
 
 def assert_old_or_new(
