@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import ClassVar
@@ -25,9 +24,11 @@ from target_warehouse_raw.copy_text.encoder import CopyRowEncoder
 from target_warehouse_raw.copy_text.validate import Violation
 from target_warehouse_raw.errors import LoadError, MissingKeyError
 from target_warehouse_raw.load.batch import Batch
+from target_warehouse_raw.load.commit_gate import CommitGate, LoadAborted
 from target_warehouse_raw.load.context import LoadContext
 from target_warehouse_raw.load.landing import Landing
 from target_warehouse_raw.load.table import StreamTable
+from target_warehouse_raw.load.versions import StreamVersions
 from target_warehouse_raw.load.worker import BatchWorker
 from target_warehouse_raw.schema.columns import VERSION_COLUMN, Column
 from target_warehouse_raw.warehouse import history
@@ -81,11 +82,7 @@ class StreamLoad:
         self.table_sql = self.table.table_sql
         self.landing = Landing(self.table.conn, stream, self.table_sql)
         self._worker: BatchWorker | None = None
-        # Closes the race between a signal and a COMMIT the worker is about to send: the
-        # worker checks `_aborting` and commits while holding the gate, so once abort has set
-        # it, no COMMIT starts (see commit_now and abort).
-        self._commit_gate = threading.Lock()
-        self._aborting = False
+        self._commit_gate = CommitGate()  # no COMMIT starts once abort began
         self.batch = Batch()
         # progress (summary.Progressing)
         self.started = time.monotonic()
@@ -100,13 +97,7 @@ class StreamLoad:
         self.history_id: int | None = None
         self.in_transaction = False  # a transaction spanning batches is open
         self.dirty = True  # something received since the last commit
-        # versions (ACTIVATE_VERSION)
-        self.versions_with_records: set[int] = set()
-        self.activations: dict[int, int] = {}
-        # The version of records received since the last ACTIVATE_VERSION that closed one;
-        # at end of input it must have been closed (see check_complete).
-        self.open_version: int | None = None
-        self.announced: set[int] = set()  # versions whose ACTIVATE_VERSION preceded records
+        self.versions = StreamVersions()
         self.table.prepare()
 
     # --- what a load method implements ---------------------------------------------------------
@@ -196,8 +187,7 @@ class StreamLoad:
     def _append(self, row: bytes, line: int, version: int | None) -> None:
         batch = self.batch
         if version is not None:
-            self.versions_with_records.add(int(version))
-            self.open_version = int(version)
+            self.versions.record(int(version))
             batch.has_version = True
         batch.rows.append(row)
         batch.nbytes += len(row)
@@ -323,10 +313,10 @@ class StreamLoad:
             )
         set_phase(cursor, self.stream, "commit")
         started = time.perf_counter()
-        with self._commit_gate:
-            if self._aborting:
-                raise LoadError("load aborted before its commit", stream=self.stream)
-            self.table.conn.commit()
+        try:
+            self._commit_gate.commit(self.table.conn.commit)
+        except LoadAborted:
+            raise LoadError("load aborted before its commit", stream=self.stream) from None
         logger.debug("Stream '%s': commit %.3f s", self.stream, time.perf_counter() - started)
         self.committed_line = last_line
 
@@ -343,26 +333,19 @@ class StreamLoad:
         A leading ACTIVATE_VERSION (before any record of that version) does nothing, so the
         table is never emptied before the new rows arrive.
         """
-        seen = self.activations.get(version, 0)
-        self.activations[version] = seen + 1
-        if self.open_version is not None and version >= self.open_version:
-            self.open_version = None  # the tap declared the stream complete
-        if version not in self.versions_with_records and seen == 0:
-            self.announced.add(version)
+        if self.versions.activate(version):
+            self.version_complete(version, line)
+        else:
             self.version_announced(version, line)
-            return
-        self.version_complete(version, line)
 
     def check_complete(self) -> None:
         """End of input: refuse a stream whose tap did not finish its version.
 
         Records carrying version V and no ACTIVATE_VERSION for V after them mean the input
         ended early (the tap died; Meltano may close the pipe before it tells the target).
-        A tap that only announces V before its records (as the SDK does) never sends a closing
-        ACTIVATE_VERSION: for it, as for streams without versions, end of input is the end.
         """
-        version = self.open_version
-        if version is None or version in self.announced:
+        version = self.versions.unfinished()
+        if version is None:
             return
         raise LoadError(
             f"input ended before ACTIVATE_VERSION for version {version} — the tap did "
@@ -377,9 +360,7 @@ class StreamLoad:
         (the table is complete and new) or is cancelled (the table is complete and old).
         """
         conn = self.table.conn
-        self._aborting = True
-        if self._commit_gate.acquire(timeout=0.5):
-            self._commit_gate.release()
+        self._commit_gate.close()
         with contextlib.suppress(psycopg2.Error):
             conn.cancel()
         if self._worker is not None:
