@@ -70,6 +70,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError("expected NAME=VALUE, e.g. vacuum=off")
+    return name.strip(), value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The bench's command line."""
     parser = argparse.ArgumentParser(
@@ -95,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the target method's input file writes non-ASCII characters as \\u escapes "
         "(surrogate pairs above U+FFFF), as taps using Python's json module do",
+    )
+    parser.add_argument(
+        "--target-setting",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a target setting for every plugin run, e.g. vacuum=off (repeatable); under "
+        "Meltano it is passed as TARGET_WAREHOUSE_RAW_<NAME>",
     )
     parser.add_argument("--no-meltano", action="store_true", help="leave out the meltano runs")
     parser.add_argument(
@@ -182,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 else "rounds, VACUUM before each run",
                 "methods": ["copy", *methods],
                 "escape_non_ascii": args.escape_non_ascii,
+                "target_settings": dict(args.target_setting),
                 "code": _code_version(),
                 "argv": sys.argv[1:] if argv is None else argv,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -189,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             "server": server.settings(),
         }
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            runner = Runner(server, data_set, Path(tmp))
+            runner = Runner(server, data_set, Path(tmp), dict(args.target_setting))
             if any(method.startswith("meltano") for method in methods):
                 runner.install_meltano_plugins()
             if "target" in methods:

@@ -96,10 +96,19 @@ def _tail(path: Path, characters: int = 3000) -> str:
 class Runner:
     """Runs the methods for one server, data set and scratch folder."""
 
-    def __init__(self, server: BenchServer, data_set: DataSet, workdir: Path) -> None:
+    def __init__(
+        self,
+        server: BenchServer,
+        data_set: DataSet,
+        workdir: Path,
+        target_settings: dict[str, str] | None = None,
+    ) -> None:
         self.server = server
         self.data_set = data_set
         self.workdir = workdir
+        # Extra target settings (--target-setting), as text: the target's config parsing and
+        # Meltano's environment both take settings as strings.
+        self.target_settings = dict(target_settings or {})
         self._singer_file = workdir / "tap-output.singer"  # written by capture_tap_output
 
     # -- the raw copy ------------------------------------------------------------------------
@@ -211,6 +220,7 @@ class Runner:
             "database": self.server.warehouse,
             "user": address.user,
             "schema": SCHEMAS[method],
+            **self.target_settings,
         }
         path = self.workdir / "target.json"
         path.write_text(json.dumps(config))
@@ -298,6 +308,8 @@ class Runner:
                 "MELTANO_DATABASE_URI": f"sqlite:///{self.workdir / 'meltano.db'}",
             }
         )
+        for name, value in self.target_settings.items():
+            env[f"TARGET_WAREHOUSE_RAW_{name.upper()}"] = value
         if batch:
             env["PIPELINE_BATCH_DIR"] = str(self.workdir / "batches")
         return env

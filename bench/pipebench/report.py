@@ -129,6 +129,11 @@ def render(meta: dict[str, Any], results: list[RunResult]) -> str:
         f"server: PostgreSQL {server['server_version']} ({server['server']})   autovacuum "
         f"{server['autovacuum']}   fsync {server['fsync']}   full_page_writes "
         f"{server['full_page_writes']}   shared_buffers {server['shared_buffers']}",
+        "target settings: "
+        + (
+            ", ".join(f"{k}={v}" for k, v in meta["bench"].get("target_settings", {}).items())
+            or "defaults"
+        ),
         "",
         f"{'run':>3} {'method':<14} {'wall s':>7} {'ratio':>6} {'client CPU s':>12} "
         f"{'server CPU s':>12} {'WAL MB':>8} {'tap MiB':>7} {'target MiB':>10} "
