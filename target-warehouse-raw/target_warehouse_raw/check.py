@@ -45,19 +45,28 @@ def _config(source: str) -> dict:
     return target.warehouse_config
 
 
-def _source_count(source: SourceSettings) -> int | str:
+def _ask_source(
+    source: SourceSettings, statement: str, params: tuple | None = None
+) -> tuple | str | None:
+    """The first row `statement` returns from the source database (None when it returns
+    none), or a string saying why the source could not be asked."""
     try:
         conn = connect(source.connection, None, f"check:{source.name}")
     except WarehouseUnreachableError:
         return "unreachable"
     try:
         with conn.cursor() as cursor:
-            cursor.execute(f"SELECT count(*) FROM {table_sql(source.schema, source.table)}")
-            return cursor.fetchone()[0]
+            cursor.execute(statement, params)
+            return cursor.fetchone()
     except psycopg2.Error as exc:
         return f"error: {exc.diag.message_primary}"
     finally:
         conn.close()
+
+
+def _source_count(source: SourceSettings) -> int | str:
+    row = _ask_source(source, f"SELECT count(*) FROM {table_sql(source.schema, source.table)}")
+    return row if isinstance(row, str) else row[0]
 
 
 def run_check(cfg: object, out: object = sys.stdout) -> int:
@@ -123,18 +132,7 @@ MB = 1024 * 1024
 def _slot_row(source: SourceSettings) -> tuple | str | None:
     """The slot's (active, wal_status, lag bytes, kept bytes); None when there is no such
     slot (the source is not read LOG_BASED); a string when the source cannot be asked."""
-    try:
-        conn = connect(source.connection, None, f"check:{source.name}")
-    except WarehouseUnreachableError:
-        return "unreachable"
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(_SLOT_SQL, (source.slot_name,))
-            return cursor.fetchone()
-    except psycopg2.Error as exc:
-        return f"error: {exc.diag.message_primary}"
-    finally:
-        conn.close()
+    return _ask_source(source, _SLOT_SQL, (source.slot_name,))
 
 
 def _check_slots(cfg: object, out: object) -> int:

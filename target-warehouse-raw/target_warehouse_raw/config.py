@@ -40,6 +40,8 @@ def nest_dotted_keys(value: object) -> object:
     Meltano hands a plugin *command* its config only as environment variables, and exports an
     object setting whose nested settings are declared (`check_sources.refills.host`) as one
     JSON object with dotted keys. Nesting them again gives the shape the settings declare.
+    The tap's logical/admin.py holds the same function: the two plugins are separate
+    distributions and share no package.
     """
     if not isinstance(value, Mapping):
         return value

@@ -35,7 +35,9 @@ def nest_dotted_keys(value: object) -> object:
     """`{"refills.host": "db1"}` -> `{"refills": {"host": "db1"}}` (recursively).
 
     Meltano hands a plugin command its config only as environment variables, and exports the
-    `sources` object with declared nested settings as one JSON object with dotted keys.
+    `sources` object with declared nested settings as one JSON object with dotted keys. The
+    target's config.py holds the same function: the two plugins are separate distributions
+    and share no package.
     """
     if not isinstance(value, Mapping):
         return value

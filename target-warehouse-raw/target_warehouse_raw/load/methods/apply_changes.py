@@ -19,16 +19,16 @@ ONE transaction, in input order, and committed together; STATE follows the commi
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import msgspec
 
 from target_warehouse_raw.copy_text.encoder import CopyRowEncoder
 from target_warehouse_raw.load.batch import Batch
-from target_warehouse_raw.load.context import LoadContext
 from target_warehouse_raw.load.one_transaction import OneTransactionLoad
 from target_warehouse_raw.load.statements import delete_changes_sql, mark_changes_sql, merge_sql
-from target_warehouse_raw.schema.columns import DELETED_COLUMN, Column
+from target_warehouse_raw.schema.columns import DELETED_COLUMN
 from target_warehouse_raw.schema.names import quote
 
 logger = logging.getLogger("target-warehouse-raw")
@@ -54,17 +54,10 @@ class ApplyChanges(OneTransactionLoad):
     tells_absent = True
     incomplete = "table left unchanged"
 
-    def __init__(
-        self,
-        ctx: LoadContext,
-        stream: str,
-        table: str,
-        columns: list[Column],
-        keys: list[str],
-        line: int,
-    ) -> None:
-        super().__init__(ctx, stream, table, columns, keys, line)
-        self._cleared: set[int] = set()  # snapshot versions whose table was emptied
+    @functools.cached_property
+    def _cleared(self) -> set[int]:
+        """Snapshot versions whose table was emptied in this run (one set per load)."""
+        return set()
 
     # --- records in ------------------------------------------------------------------------
 
