@@ -16,7 +16,7 @@ from tap_manufacturing.config import default_replication_name
 from target_warehouse_raw.config import default_slot_name
 from testkit.cdc import STREAM, TABLE, run_tap
 from testkit.postgres import query
-from testkit.processes import clean_environment, meltano_executable
+from testkit.processes import clean_environment, run_meltano
 
 pytestmark = pytest.mark.integration
 
@@ -153,9 +153,7 @@ def test_meltano_commands_check_and_drop_a_slot(cdc_source, warehouse, tmp_path,
     )
 
     def meltano(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([meltano_executable(), *args], cwd=PROJECT_ROOT, env=env,
-                              capture_output=True, text=True, timeout=300, check=False,
-                              stdin=subprocess.DEVNULL)  # fmt: skip
+        return run_meltano(list(args), env)
 
     check = meltano("invoke", "target-warehouse-raw:check")
     assert check.returncode == 0, check.stdout + check.stderr[-3000:]

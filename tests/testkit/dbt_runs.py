@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from testkit.pipeline import Pipeline
-from testkit.processes import PROJECT_ROOT, clean_environment, meltano_executable
+from testkit.pipeline import Pipeline, install_plugins
+from testkit.processes import PROJECT_ROOT, run_meltano
 
 DBT_PLUGIN = "dbt-postgres"
 MODELS_SCHEMA = "analytics"
@@ -28,22 +28,9 @@ def ensure_dbt_installed(sys_dir: Path) -> Path:
     dbt = sys_dir / "utilities" / DBT_PLUGIN / "venv" / "bin" / "dbt"
     if dbt.exists():
         return dbt
-    env = clean_environment()
-    env["MELTANO_SYS_DIR_ROOT"] = str(sys_dir)
-    env["MELTANO_DATABASE_URI"] = f"sqlite:///{sys_dir.parent / 'install-dbt.db'}"
-    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-    result = subprocess.run(
-        [meltano_executable(), "install", DBT_PLUGIN],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    if result.returncode != 0 or not dbt.exists():
-        pytest.fail(f"meltano install {DBT_PLUGIN} failed:\n{result.stderr[-5000:]}")
+    install_plugins(sys_dir, [DBT_PLUGIN])
+    if not dbt.exists():
+        pytest.fail(f"meltano install {DBT_PLUGIN} did not create {dbt}")
     return dbt
 
 
@@ -118,16 +105,7 @@ def load(pipeline: Pipeline) -> None:
 def meltano(env: dict[str, str], *args: str) -> str:
     """`meltano ARGS` in the project with `env`; its output (stdout and stderr), whatever the
     exit code."""
-    completed = subprocess.run(
-        [meltano_executable(), *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    completed = run_meltano(list(args), env)
     return completed.stdout + completed.stderr
 
 

@@ -13,7 +13,12 @@ import yaml
 
 from pen_factory import demo_data
 from pen_factory.embedded import ServerAddress
-from testkit.processes import PROJECT_ROOT, clean_environment, meltano_executable
+from testkit.processes import (
+    PROJECT_ROOT,
+    meltano_executable,
+    meltano_system_environment,
+    run_meltano,
+)
 
 DEMO_ROWS = 300
 
@@ -49,18 +54,10 @@ class Pipeline:
 
     def meltano(self, *args: str, check: bool = True, timeout: float = 300) -> MeltanoResult:
         """Run `meltano ARGS` in the project with this pipeline's environment."""
-        argv = [meltano_executable(), *args]
-        completed = subprocess.run(
-            argv,
-            cwd=PROJECT_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
+        completed = run_meltano(list(args), self.env, timeout)
+        result = MeltanoResult(
+            completed.args, completed.returncode, completed.stdout, completed.stderr
         )
-        result = MeltanoResult(argv, completed.returncode, completed.stdout, completed.stderr)
         self.runs.append(result)
         if check and completed.returncode != 0:
             pytest.fail(
@@ -170,23 +167,14 @@ def project_plugins_to_install() -> list[str]:
 def install_plugins(sys_dir: Path, plugins: list[str] | None = None) -> None:
     """`meltano install` of the project's plugins (by default all but the orchestrator) into a
     Meltano system folder of its own."""
-    env = clean_environment()
-    env["MELTANO_SYS_DIR_ROOT"] = str(sys_dir)
-    env["MELTANO_DATABASE_URI"] = f"sqlite:///{sys_dir.parent / 'install.db'}"
-    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    env = meltano_system_environment(sys_dir, sys_dir.parent / "install.db")
     names = project_plugins_to_install() if plugins is None else plugins
-    result = subprocess.run(
-        [meltano_executable(), "install", *names],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    result = run_meltano(["install", *names], env, timeout=900)
     if result.returncode != 0:
-        pytest.fail(f"meltano install failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        pytest.fail(
+            f"meltano install {' '.join(names)} failed:\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-5000:]}"
+        )
 
 
 def new_pipeline(
@@ -214,11 +202,8 @@ def pipeline_environment(
     meltano_db: Path,
 ) -> dict[str, str]:
     """The variables a user would set: every source and the warehouse, plus Meltano's own."""
-    env = clean_environment()
+    env = meltano_system_environment(meltano_sys_dir, meltano_db)
     env.update(
-        MELTANO_SYS_DIR_ROOT=str(meltano_sys_dir),
-        MELTANO_DATABASE_URI=f"sqlite:///{meltano_db}",
-        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
         WAREHOUSE_HOST=server.host,
         WAREHOUSE_PORT=str(server.port),
         WAREHOUSE_DB=warehouse.database,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +29,33 @@ def executable(name: str) -> str:
 def meltano_executable() -> str:
     """`meltano` beside the interpreter running the tests, else the one on PATH."""
     return executable("meltano")
+
+
+def run_meltano(
+    args: list[str], env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`meltano ARGS` in the project with `env`, output captured, no stdin; the caller
+    judges the exit code."""
+    return subprocess.run(
+        [meltano_executable(), *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def meltano_system_environment(sys_dir: Path, database: Path) -> dict[str, str]:
+    """A clean environment whose Meltano keeps its plugins in `sys_dir` and its state in the
+    SQLite file `database`, and sends no usage statistics."""
+    env = clean_environment()
+    env["MELTANO_SYS_DIR_ROOT"] = str(sys_dir)
+    env["MELTANO_DATABASE_URI"] = f"sqlite:///{database}"
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    return env
 
 
 def clean_environment() -> dict[str, str]:
