@@ -244,10 +244,9 @@ class LoadSession:
                 load.finish_commit()
             self._release_states()
         for load in loads:
-            try:
-                load.tidy()
-            except psycopg2.Error as exc:  # the data is committed; vacuum is housekeeping
-                logger.warning("Stream '%s': vacuum failed: %s", load.stream, server_message(exc))
+            load.tidy()  # queued in each stream's worker: the VACUUMs run side by side
+        for load in loads:
+            load.wait()
         for load in loads:
             load.close()
         self.control.close()

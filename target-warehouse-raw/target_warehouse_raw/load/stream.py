@@ -32,7 +32,7 @@ from target_warehouse_raw.load.versions import StreamVersions
 from target_warehouse_raw.load.worker import BatchWorker
 from target_warehouse_raw.schema.columns import VERSION_COLUMN, Column
 from target_warehouse_raw.warehouse import history
-from target_warehouse_raw.warehouse.db import set_phase
+from target_warehouse_raw.warehouse.db import server_message, set_phase
 
 logger = logging.getLogger("target-warehouse-raw")
 
@@ -381,11 +381,21 @@ class StreamLoad:
         Not right after this stream's commit: another stream's transaction still open then
         would keep those dead rows visible, and VACUUM could not remove them. Outside any
         transaction; never blocks readers or writers (SHARE UPDATE EXCLUSIVE), never
-        truncates the table (which would take an ACCESS EXCLUSIVE lock).
+        truncates the table (which would take an ACCESS EXCLUSIVE lock). It runs in the
+        stream's worker, on the stream's own connection, so the tables of a run are vacuumed
+        side by side (the session waits for them all); a failure is only a warning, since
+        the data is committed and VACUUM is housekeeping.
         """
         if self.cfg.vacuum != "after-load" or self.status != self.result:
             return
-        self.table.vacuum(analyze=self.analyzes)
+
+        def vacuum() -> None:
+            try:
+                self.table.vacuum(analyze=self.analyzes)
+            except psycopg2.Error as exc:
+                logger.warning("Stream '%s': vacuum failed: %s", self.stream, server_message(exc))
+
+        self.worker().submit(vacuum)
 
     @property
     def analyzes(self) -> bool:
