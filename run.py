@@ -96,6 +96,18 @@ def ensure_environment() -> None:
     STAMP.write_text(fingerprint + "\n")
 
 
+def _parallel(extra: list[str]) -> list[str]:
+    """pytest-xdist arguments, unless the caller chose: one worker per core (at most four),
+    each test file whole on one worker (a file's fixtures, e.g. an Airflow install, are then
+    built once). Much of the suite waits on PostgreSQL, Meltano and plugin processes: on two
+    cores two workers took the suite from 37 to 24 minutes."""
+    chosen = "no:xdist" in extra or any(a.startswith(("-n", "--numprocesses")) for a in extra)
+    if chosen:
+        return []
+    workers = max(1, min(4, os.cpu_count() or 1))
+    return ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
+
+
 def run_tests(extra: list[str]) -> int:
     """Lint, format check and the whole pytest suite; non-zero when any of them fails."""
     failures = []
@@ -106,9 +118,10 @@ def run_tests(extra: list[str]) -> int:
         _say(what)
         if subprocess.run(argv, cwd=ROOT, check=False).returncode != 0:
             failures.append(what)
-    _say("pytest " + " ".join(extra))
+    arguments = [*_parallel(extra), *extra]
+    _say("pytest " + " ".join(arguments))
     status = subprocess.run(
-        [str(_bin("python")), "-m", "pytest", *extra], cwd=ROOT, check=False
+        [str(_bin("python")), "-m", "pytest", *arguments], cwd=ROOT, check=False
     ).returncode
     if status != 0:
         failures.append(f"pytest (exit {status})")
