@@ -132,7 +132,7 @@ def test_steady_state_bench_reports_every_run_and_checks_content(bench_server, t
     completed = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench.py"), "--data", "realistic",
          "--rows", "200", "--runs", "2", "--methods", "pipe,target", "--escape-non-ascii",
-         "--target-setting", "vacuum=before-load",
+         "--target-setting", "vacuum=before-load", "--change-percent", "10",
          "--host", address.host, "--port", str(address.port), "--user", address.user,
          "--database-prefix", bench_server.prefix, "--results", str(results)],
         capture_output=True, text=True, timeout=120, check=False,
@@ -159,11 +159,17 @@ def test_steady_state_bench_reports_every_run_and_checks_content(bench_server, t
         r"^pipe\s+(refills|bodies|springs)\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d\dx", out, re.M
     )
 
-    assert "target settings: vacuum=before-load" in out
+    assert "target settings: vacuum=before-load   changes between runs: 10 % of the rows" in out
+    # Run 2 loaded the changed sources: the checksum check after the last run compared them.
+    assert _rows(
+        bench_server, bench_server.database("bodies"),
+        "SELECT obj_description('public.bodies_realistic'::regclass)",
+    ) == [("pipebench: changed",)]  # fmt: skip
 
     report = json.loads(results.read_text())
     assert report["bench"]["mode"].startswith("steady state")
     assert report["bench"]["target_settings"] == {"vacuum": "before-load"}
+    assert report["bench"]["change_percent"] == 10
     assert len(report["runs"]) == 6
     for run in report["runs"]:
         assert run["ratio"] > 0

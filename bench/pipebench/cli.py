@@ -25,6 +25,7 @@ did. Results also go to a JSON file (bench/results/ by default, git-ignored).
     python bench/bench.py --data realistic --runs 20 --methods pipe --rows 50000
     python bench/bench.py --data wide --rows 100000 --rounds 3
     python bench/bench.py --data realistic --runs 5 --methods target --escape-non-ascii
+    python bench/bench.py --data realistic --runs 5 --change-percent 5
 
 --rounds N (the default, 3): each run starts from VACUUMed tables, as an eager autovacuum
 would leave them. --runs N (steady state): N consecutive runs with only a CHECKPOINT in
@@ -90,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     series = parser.add_mutually_exclusive_group()
     series.add_argument("--rounds", type=_positive, help="runs, each from vacuumed tables")
     series.add_argument("--runs", type=_positive, help="steady state: runs without VACUUM")
+    parser.add_argument(
+        "--change-percent",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="before every run after the first, update P %% of each source table's rows "
+        "(default 0: every run sends the same rows)",
+    )
     parser.add_argument(
         "--methods",
         type=_methods,
@@ -197,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 if steady
                 else "rounds, VACUUM before each run",
                 "methods": ["copy", *methods],
+                "change_percent": args.change_percent,
                 "escape_non_ascii": args.escape_non_ascii,
                 "target_settings": dict(args.target_setting),
                 "code": _code_version(),
@@ -211,7 +221,14 @@ def main(argv: list[str] | None = None) -> int:
                 runner.install_meltano_plugins()
             if "target" in methods:
                 runner.capture_tap_output(escape_non_ascii=args.escape_non_ascii)
-            series = Series(server, data_set, runner, args.rows, vacuum_between=not steady)
+            series = Series(
+                server,
+                data_set,
+                runner,
+                args.rows,
+                vacuum_between=not steady,
+                change_percent=args.change_percent,
+            )
             results = series.run(methods, runs, _progress)
         print(render(meta, results))
         path = args.results or (

@@ -145,3 +145,52 @@ def prepare_sources(server: BenchServer, data_set: DataSet, rows: int, seed: int
         generated = dict(zip(SOURCES, pool.map(prepare, SOURCES), strict=True))
     ensure_database(server.endpoint("warehouse"))
     return [source for source, made in generated.items() if made]
+
+
+def change_sources(server: BenchServer, data_set: DataSet, percent: float, run: int) -> None:
+    """Before run `run`: change `percent` % of each source table's rows, as a day at the
+    factory would between two hourly loads (untimed, then VACUUMed like the fresh table).
+
+    One column changes: the first non-key integer or numeric column (+1, NULL becoming 1), or
+    else the first text column (a `*` appended). Which rows is a hash of the key and the run,
+    so every run changes different rows. The table's fingerprint is cleared: the next bench
+    regenerates it.
+    """
+
+    def change(source: str) -> None:
+        table = sql.Identifier("public", data_set.table(source))
+        with server.autocommit(server.database(source)) as cursor:
+            cursor.execute(_CHANGEABLE, (f"public.{data_set.table(source)}",))
+            key, column, kind = cursor.fetchone()
+            value = sql.Identifier(column)
+            new_value = (
+                sql.SQL("coalesce({}, 0) + 1") if kind == "number" else sql.SQL("{} || '*'")
+            ).format(value)
+            cursor.execute(
+                sql.SQL(
+                    "UPDATE {} SET {} = {} WHERE hashint8extended({}::bigint, %s) %% 10000 < %s"
+                ).format(table, value, new_value, sql.Identifier(key)),
+                (run, round(percent * 100)),
+            )
+            cursor.execute(sql.SQL("COMMENT ON TABLE {} IS 'pipebench: changed'").format(table))
+            cursor.execute(sql.SQL("VACUUM (FREEZE, ANALYZE) {}").format(table))
+
+    with ThreadPoolExecutor(max_workers=len(SOURCES)) as pool:
+        list(pool.map(change, SOURCES))
+
+
+_CHANGEABLE = """
+SELECT key.attname, col.attname,
+       CASE WHEN col.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
+                                  'numeric'::regtype) THEN 'number' ELSE 'text' END
+FROM pg_index i
+JOIN pg_attribute key ON key.attrelid = i.indrelid AND key.attnum = i.indkey[0]
+JOIN pg_attribute col ON col.attrelid = i.indrelid AND col.attnum > 0 AND NOT col.attisdropped
+     AND col.attnum <> ALL (i.indkey::int2[])
+     AND col.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
+                          'numeric'::regtype, 'text'::regtype)
+WHERE i.indrelid = to_regclass(%s) AND i.indisprimary
+ORDER BY col.atttypid NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype,
+                              'numeric'::regtype), col.attnum
+LIMIT 1
+"""

@@ -110,6 +110,7 @@ class Runner:
         # Meltano's environment both take settings as strings.
         self.target_settings = dict(target_settings or {})
         self._singer_file = workdir / "tap-output.singer"  # written by capture_tap_output
+        self._escape_non_ascii: bool | None = None  # None: not captured
 
     # -- the raw copy ------------------------------------------------------------------------
     def prepare_copy_tables(self) -> None:
@@ -260,10 +261,17 @@ class Runner:
     # -- the target alone ----------------------------------------------------------------------
     def capture_tap_output(self, *, escape_non_ascii: bool) -> None:
         """Untimed, before the series: the tap's output to a file, the `target` method's
-        input (every non-ASCII character \\u-escaped with `escape_non_ascii`)."""
+        input (every non-ASCII character \\u-escaped with `escape_non_ascii`); taken again
+        by `recapture_tap_output` after the sources changed."""
+        self._escape_non_ascii = escape_non_ascii
         self._singer_file = singer_file.capture(
             self._tap_argv(batch=False), self.workdir / "tap-output.singer", escape=escape_non_ascii
         )
+
+    def recapture_tap_output(self) -> None:
+        """The sources changed: capture the tap's output again (if the series uses it)."""
+        if self._escape_non_ascii is not None:
+            self.capture_tap_output(escape_non_ascii=self._escape_non_ascii)
 
     def run_target(self, run: int) -> RunResult:
         """The target alone, reading the captured tap output from a file."""

@@ -133,7 +133,8 @@ def render(meta: dict[str, Any], results: list[RunResult]) -> str:
         + (
             ", ".join(f"{k}={v}" for k, v in meta["bench"].get("target_settings", {}).items())
             or "defaults"
-        ),
+        )
+        + f"   changes between runs: {meta['bench'].get('change_percent', 0):g} % of the rows",
         "",
         f"{'run':>3} {'method':<14} {'wall s':>7} {'ratio':>6} {'client CPU s':>12} "
         f"{'server CPU s':>12} {'WAL MB':>8} {'tap MiB':>7} {'target MiB':>10} "

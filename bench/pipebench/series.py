@@ -6,7 +6,8 @@ which is what users live with. Within a run the methods go one after the other, 
 copy first, so a noisy shared machine hurts all methods of a round alike and each method's
 ratio is taken against the copy of its own round.
 
-Two conditions between runs:
+Two conditions between runs (and, with `--change-percent P`, P % of each source table's rows
+updated before every run after the first, so that a replace has changes to write):
   steady state (`--runs N`)  only a CHECKPOINT: dead rows left by a replace stay until the
                              product or autovacuum reclaims them, exactly as on a server with
                              autovacuum off or with loads faster than autovacuum;
@@ -23,7 +24,7 @@ from decimal import Decimal
 from psycopg2 import sql
 
 from pen_factory.demo_data import SOURCES
-from pipebench.datasets import DataSet
+from pipebench.datasets import DataSet, change_sources
 from pipebench.methods import SCHEMAS, Runner, RunResult
 from pipebench.probes import RunProbe
 from pipebench.server import BenchServer
@@ -55,12 +56,14 @@ class Series:
         rows: int,
         *,
         vacuum_between: bool,
+        change_percent: float = 0.0,
     ) -> None:
         self.server = server
         self.data_set = data_set
         self.runner = runner
         self.rows = rows
         self.vacuum_between = vacuum_between
+        self.change_percent = change_percent
         self._source_checksums: dict[str, Checksum] = {}
 
     def run(
@@ -73,6 +76,10 @@ class Series:
         postmaster = self.server.postmaster_pid()
         results: list[RunResult] = []
         for run in range(1, runs + 1):
+            if run > 1 and self.change_percent:
+                change_sources(self.server, self.data_set, self.change_percent, run)
+                self._source_checksums.clear()
+                self.runner.recapture_tap_output()
             copy_wall = 0.0
             for method in ("copy", *methods):
                 schema = SCHEMAS[method]

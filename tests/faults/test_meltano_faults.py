@@ -70,8 +70,13 @@ def saved_bookmarks(pipeline) -> dict:
 
 
 def change_sources(pipeline) -> None:
+    """A fifth of the rows gone, a fifth changed: the next replace writes changed rows only
+    (see the target's `overwrite`), inserting into and deleting from the live table."""
     for source in STREAMS:
         pipeline.source_sql(source, f"DELETE FROM {source}_production WHERE id % 5 = 0")
+        pipeline.source_sql(
+            source, f"UPDATE {source}_production SET shift = shift || '*' WHERE id % 5 = 1"
+        )
 
 
 def source_sessions(pipeline, source: str) -> list[tuple]:
@@ -79,6 +84,12 @@ def source_sessions(pipeline, source: str) -> list[tuple]:
         "SELECT pid, wait_event_type FROM pg_stat_activity WHERE application_name = %s",
         (f"tap-manufacturing:{source}",),
     )
+
+
+def target_inserts(db: Db) -> bool:
+    """The held stream's rows are going into the live table, and wait: COPY (phase `insert`)
+    or, in a replace that writes changed rows only, its INSERT before the commit (`changes`)."""
+    return target_waits(db, "insert") or target_waits(db, "changes")
 
 
 def target_waits(db: Db, phase: str, query_start: str = "") -> bool:
@@ -119,7 +130,7 @@ def hold(pipeline, phase: str):
         install_gate(db, HELD, at_commit=False)
         gate = Gate(db)
         process = start_meltano(pipeline, *JOB)
-        wait_until(lambda: target_waits(db, "insert"), "the target to insert", timeout=120)
+        wait_until(lambda: target_inserts(db), "the target to insert", timeout=120)
         return process, gate.open
     if phase == "before-commit":
         # Held in the insert first (the running history row exists then), the history row is
@@ -128,7 +139,7 @@ def hold(pipeline, phase: str):
         install_gate(db, HELD, at_commit=False)
         gate = Gate(db)
         process = start_meltano(pipeline, *JOB)
-        wait_until(lambda: target_waits(db, "insert"), "the target to insert", timeout=120)
+        wait_until(lambda: target_inserts(db), "the target to insert", timeout=120)
         lock = HistoryRowLock(db, HELD)
         gate.open()
         wait_until(lambda: target_waits(db, "%", "UPDATE"), "the closing UPDATE", timeout=60)

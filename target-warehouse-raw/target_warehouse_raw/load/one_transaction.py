@@ -26,6 +26,9 @@ class OneTransactionLoad(StreamLoad):
     def before_rows(self) -> None:
         """Inside the transaction, after the table exists and before any batch lands."""
 
+    def before_commit(self) -> None:
+        """In the worker, after the last batch, before the history row and COMMIT."""
+
     def after_commit(self) -> None:
         """In the worker, after the commit (e.g. ANALYZE)."""
 
@@ -68,6 +71,7 @@ class OneTransactionLoad(StreamLoad):
         first_line, last_line = self.first_line, self.last_record_line
 
         def commit() -> None:
+            self.before_commit()
             self.commit_now(final=True, first_line=first_line, last_line=last_line)
             self.history_id = None
             self.done()

@@ -102,3 +102,48 @@ def mark_changes_sql(
         f"UPDATE {table_sql} t SET {sets} FROM {_last_per_key(stage, keys)} last "
         f"WHERE {match} AND last.{quote(deleted)} IS NOT NULL"
     )
+
+
+def new_rows_ddl(stage: str, table_sql: str, keys: Sequence[str]) -> list[str]:
+    """The replace's staging table: the live table's columns and types, its key, dropped at
+    the commit (or the rollback)."""
+    name = stage.removeprefix("pg_temp.")
+    key_list = ", ".join(quote(k) for k in keys)
+    return [
+        f"CREATE TEMP TABLE {name} (LIKE {table_sql}) ON COMMIT DROP",
+        f"ALTER TABLE {stage} ADD PRIMARY KEY ({key_list})",
+    ]
+
+
+def delete_changed_sql(table_sql: str, stage: str, keys: Sequence[str]) -> str:
+    """Delete the live rows that the new rows do not repeat byte for byte.
+
+    `*=` is PostgreSQL's record image equality, the comparison REFRESH MATERIALIZED VIEW
+    CONCURRENTLY uses: equal only when every column's stored bytes are equal, so 1.0 and
+    1.00, -0 and 0, or two spellings of the same json document count as changes (a value
+    that is `=` but reads differently is still replaced).
+    """
+    match = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in keys)
+    return (
+        f"DELETE FROM {table_sql} t WHERE NOT EXISTS "
+        f"(SELECT FROM {stage} s WHERE {match} AND (s.*) OPERATOR(pg_catalog.*=) (t.*))"
+    )
+
+
+def count_changed_sql(table_sql: str, stage: str, keys: Sequence[str]) -> str:
+    """How many staged rows the live table does not hold byte for byte (see delete_changed)."""
+    match = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in keys)
+    return (
+        f"SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT FROM {table_sql} t WHERE {match} "
+        f"AND (s.*) OPERATOR(pg_catalog.*=) (t.*))), count(*) FROM {stage} s"
+    )
+
+
+def insert_new_sql(table_sql: str, stage: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+    """Insert the new rows whose key the live table no longer holds (after delete_changed)."""
+    names = ", ".join(quote(c) for c in columns)
+    match = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
+    return (
+        f"INSERT INTO {table_sql} ({names}) SELECT {names} FROM {stage} s "
+        f"WHERE NOT EXISTS (SELECT FROM {table_sql} t WHERE {match})"
+    )
