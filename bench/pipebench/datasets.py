@@ -168,7 +168,8 @@ def change_sources(server: BenchServer, data_set: DataSet, percent: float, run: 
             ).format(value)
             cursor.execute(
                 sql.SQL(
-                    "UPDATE {} SET {} = {} WHERE hashint8extended({}::bigint, %s) %% 10000 < %s"
+                    "UPDATE {} SET {} = {} "
+                    "WHERE (hashint8extended({}::bigint, %s) & 2147483647) %% 10000 < %s"
                 ).format(table, value, new_value, sql.Identifier(key)),
                 (run, round(percent * 100)),
             )

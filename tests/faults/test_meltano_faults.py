@@ -70,12 +70,12 @@ def saved_bookmarks(pipeline) -> dict:
 
 
 def change_sources(pipeline) -> None:
-    """A fifth of the rows gone, a fifth changed: the next replace writes changed rows only
+    """A fifth of the rows gone, a tenth changed: the next replace writes changed rows only
     (see the target's `overwrite`), inserting into and deleting from the live table."""
     for source in STREAMS:
         pipeline.source_sql(source, f"DELETE FROM {source}_production WHERE id % 5 = 0")
         pipeline.source_sql(
-            source, f"UPDATE {source}_production SET shift = shift || '*' WHERE id % 5 = 1"
+            source, f"UPDATE {source}_production SET shift = shift || '*' WHERE id % 10 = 1"
         )
 
 

@@ -46,10 +46,15 @@ FIRST = [
 ]  # fmt: skip
 
 
+FILLER = [{"id": 100 + n, "order": f"F-{n}"} for n in range(10)]
+"""Unchanged rows sent first, so that the first batch is mostly unchanged (see the switch)."""
+
+
 def test_unchanged_rows_stay_and_changed_ones_are_rewritten(warehouse, run_target):
-    assert run_target(parts(*FIRST)).returncode == 0
+    assert run_target(parts(*FILLER, *FIRST)).returncode == 0
     before = dict(warehouse.query(WRITERS))
     second = [
+        *FILLER,
         FIRST[0],  # the same record
         {**FIRST[1], "note": "Zürich → 東京 🖊️!"},  # a changed value
         FIRST[2],  # its qty written 1.50 below: = 1.5, but a change a reader can see
@@ -71,12 +76,18 @@ def test_unchanged_rows_stay_and_changed_ones_are_rewritten(warehouse, run_targe
         (4, None, None, None, None, None),
         (6, "A-6", "-0.25", '{"k": null, "x": "y"}', "", True),
         (7, "A-7", "7", '{"new": true}', "new", False),
+        *[(100 + n, f"F-{n}", None, None, None, None) for n in range(10)],
     ]
     after = dict(warehouse.query(WRITERS))
     kept = {key for key in after if after[key] == before.get(key)}
-    assert kept == {1, 4, 6}  # jsonb stores {"k":..,"x":..} the same in either key order
+    assert kept == {
+        1,
+        4,
+        6,
+        *range(100, 110),
+    }  # jsonb stores {"k":..,"x":..} the same in either key order
     assert "Stream 'Parts list': 3 rows changed or new, 3 changed or gone" in run.stderr
-    assert [h[:3] for h in warehouse.history()][-1] == ("Parts list", "replaced", 6)
+    assert [h[:3] for h in warehouse.history()][-1] == ("Parts list", "replaced", 16)
 
 
 def test_the_same_input_twice_writes_nothing_and_leaves_no_dead_row(warehouse, run_target):
