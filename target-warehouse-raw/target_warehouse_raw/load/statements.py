@@ -115,27 +115,32 @@ def new_rows_ddl(stage: str, table_sql: str, keys: Sequence[str]) -> list[str]:
     ]
 
 
-def delete_changed_sql(table_sql: str, stage: str, keys: Sequence[str]) -> str:
-    """Delete the live rows that the new rows do not repeat byte for byte.
+def _same_row(keys: Sequence[str]) -> str:
+    """Staged row `s` and live row `t` are the same row, byte for byte.
 
     `*=` is PostgreSQL's record image equality, the comparison REFRESH MATERIALIZED VIEW
     CONCURRENTLY uses: equal only when every column's stored bytes are equal, so 1.0 and
     1.00, -0 and 0, or two spellings of the same json document count as changes (a value
-    that is `=` but reads differently is still replaced).
+    that is `=` but reads differently is still replaced). The key match lets the server
+    join by key (`*=` alone cannot be hashed).
     """
     match = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in keys)
+    return f"{match} AND (s.*) OPERATOR(pg_catalog.*=) (t.*)"
+
+
+def delete_changed_sql(table_sql: str, stage: str, keys: Sequence[str]) -> str:
+    """Delete the live rows that the new rows do not repeat byte for byte."""
     return (
         f"DELETE FROM {table_sql} t WHERE NOT EXISTS "
-        f"(SELECT FROM {stage} s WHERE {match} AND (s.*) OPERATOR(pg_catalog.*=) (t.*))"
+        f"(SELECT FROM {stage} s WHERE {_same_row(keys)})"
     )
 
 
 def count_changed_sql(table_sql: str, stage: str, keys: Sequence[str]) -> str:
-    """How many staged rows the live table does not hold byte for byte (see delete_changed)."""
-    match = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in keys)
+    """How many staged rows the live table does not hold byte for byte."""
     return (
-        f"SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT FROM {table_sql} t WHERE {match} "
-        f"AND (s.*) OPERATOR(pg_catalog.*=) (t.*))), count(*) FROM {stage} s"
+        f"SELECT count(*) FILTER (WHERE NOT EXISTS "
+        f"(SELECT FROM {table_sql} t WHERE {_same_row(keys)})), count(*) FROM {stage} s"
     )
 
 
